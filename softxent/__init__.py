@@ -1,0 +1,35 @@
+"""softxent: soft-target classification losses for JAX, verified with SymPy.
+
+Every loss takes predictions (logits or probabilities) and soft targets of the
+same shape and returns one value per example (or per component for the
+elementwise sigmoid losses). The registry (:func:`list_losses`,
+:func:`get_loss`) lists them all with their parameters.
+"""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from ._registry import LossSpec as LossSpec
+from ._registry import Param as Param
+from ._registry import get_loss as get_loss
+from ._registry import list_losses as list_losses
+from ._registry import loss_names as loss_names
+from ._validation import check_targets as check_targets
+from .losses import binary_cross_entropy as binary_cross_entropy
+from .losses import brier_score as brier_score
+from .losses import cross_entropy as cross_entropy
+from .losses import distillation_loss as distillation_loss
+from .losses import focal_cross_entropy as focal_cross_entropy
+from .losses import generalized_cross_entropy as generalized_cross_entropy
+from .losses import js_divergence as js_divergence
+from .losses import kl_divergence as kl_divergence
+from .losses import poly1_cross_entropy as poly1_cross_entropy
+from .losses import reverse_kl_divergence as reverse_kl_divergence
+from .losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from .losses import sigmoid_focal_loss as sigmoid_focal_loss
+from .losses import softmax_cross_entropy as softmax_cross_entropy
+
+try:
+    __version__ = _version("softxent")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

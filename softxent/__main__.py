@@ -1,0 +1,3 @@
+from softxent.cli import main
+
+raise SystemExit(main())

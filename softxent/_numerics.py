@@ -1,0 +1,102 @@
+"""Numerically safe building blocks for the losses.
+
+Every NaN that optax and PyTorch produce on soft targets comes from ``0 * inf``
+in either the value or a derivative. Each helper here keeps infinities out of
+the branch that is discarded (the "double where"), so values, reverse-mode,
+forward-mode and second derivatives stay finite wherever the loss is finite.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def safe_log(x: jax.Array) -> jax.Array:
+    """log(x) with log(0) = -inf and a zero (not NaN) derivative at x = 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
+
+
+def safe_log1m(x: jax.Array) -> jax.Array:
+    """log(1 - x) with log(0) = -inf at x = 1 and a zero derivative there."""
+    below_one = x < 1
+    return jnp.where(below_one, jnp.log1p(-jnp.where(below_one, x, 0)), -jnp.inf)
+
+
+def xlogy(x: jax.Array, log_y: jax.Array) -> jax.Array:
+    """x * log_y with the convention 0 * log 0 = 0.
+
+    ``log_y`` is already a logarithm. Where ``x == 0`` the value is 0 and the
+    derivative with respect to ``log_y`` is 0; the derivative with respect to
+    ``x`` is ``log_y`` where that is finite (the exact partial derivative) and 0
+    where ``log_y = -inf``.
+    """
+    nonzero = x != 0
+    finite_log = jnp.where(nonzero | jnp.isfinite(log_y), log_y, 0)
+    return jnp.where(nonzero, x * finite_log, 0)
+
+
+def xlogx(x: jax.Array) -> jax.Array:
+    """x log x for x >= 0 with 0 log 0 = 0.
+
+    At x = 0 the one-sided derivative is -inf; we return 0 there (the term is
+    treated as a structural zero), which keeps gradients with respect to targets
+    that are exactly 0 finite.
+    """
+    positive = x > 0
+    safe_x = jnp.where(positive, x, 1)
+    return jnp.where(positive, safe_x * jnp.log(safe_x), 0)
+
+
+def softplus(x: jax.Array) -> jax.Array:
+    """log(1 + e^x), exact at x = ±inf with finite derivatives of all orders."""
+    positive = x > 0
+    x_pos = jnp.where(positive, x, 0)
+    x_neg = jnp.where(positive, 0, x)
+    return jnp.where(positive, x_pos + jnp.log1p(jnp.exp(-x_pos)), jnp.log1p(jnp.exp(x_neg)))
+
+
+def log1mexp(log_p: jax.Array) -> jax.Array:
+    """log(1 - e^a) for a <= 0, accurate near 0 and -inf at a = 0 (zero derivative)."""
+    near_zero = log_p > -0.6931471805599453
+    inside = log_p < 0
+    a = jnp.where(inside, log_p, -1.0)
+    value = jnp.where(near_zero, jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
+    return jnp.where(inside, value, -jnp.inf)
+
+
+def masked_log_softmax(logits: jax.Array, axis: int, where: jax.Array | None) -> jax.Array:
+    """log softmax over the kept classes; -inf at masked classes.
+
+    Handles -inf logits (probability 0), +inf logits (the limit: all mass split
+    evenly over the +inf entries) and fully masked rows (all -inf, no NaN in the
+    value or any derivative).
+    """
+    if where is not None:
+        logits = jnp.where(where, logits, -jnp.inf)
+    peak = lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
+    has_pos_inf = jnp.isposinf(peak)
+    limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
+    logits = jnp.where(has_pos_inf, limit, logits)
+    shift = jnp.where(jnp.isfinite(peak), peak, 0)
+    shifted = logits - shift
+    total = jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
+    # A row with no finite mass (fully masked) would give log(0) and a 0/0 derivative.
+    total = jnp.where(total > 0, total, 1)
+    return shifted - jnp.log(total)
+
+
+def keep_mask(where: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:
+    """The boolean mask of kept classes, broadcast to ``shape``."""
+    if where is None:
+        return jnp.ones(shape, dtype=bool)
+    return jnp.broadcast_to(where, shape)
+
+
+def masked_sum(x: jax.Array, axis: int, where: jax.Array | None) -> jax.Array:
+    """Sum over ``axis`` of the kept entries only (masked entries may be inf)."""
+    if where is not None:
+        x = jnp.where(where, x, 0)
+    return jnp.sum(x, axis=axis)

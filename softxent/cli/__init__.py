@@ -1,0 +1,48 @@
+"""The ``softxent`` command line.
+
+Each subcommand lives in its own module ``softxent/cli/_<name>.py`` exposing
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Modules keep heavy
+imports (SymPy, matplotlib) inside ``run`` so ``softxent --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Order here is the order in `softxent --help`.
+COMMANDS: tuple[str, ...] = ("losses", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="softxent",
+        description="Soft-target classification losses for JAX, verified with SymPy.",
+    )
+    parser.add_argument("--version", action="version", version=f"softxent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}._{name}")
+        command = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``softxent`` and ``python -m softxent``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,53 @@
+"""Argument preparation shared by every loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._validation import (
+    check_axis,
+    check_floating,
+    check_same_shape,
+    check_targets_dtype,
+    check_where,
+    compute_dtype,
+)
+
+
+def prepare(
+    fn: str,
+    predictions: Any,
+    targets: Any,
+    axis: int | None,
+    where: Any,
+    *,
+    predictions_name: str = "logits",
+    targets_name: str = "targets",
+    targets_floating: bool = False,
+) -> tuple[jax.Array, jax.Array, int | None, jax.Array | None, jnp.dtype]:
+    """Check and cast a loss's arguments; return them in the compute dtype.
+
+    ``axis=None`` marks an elementwise loss (no class axis to check).
+    """
+    predictions = jnp.asarray(predictions)
+    targets = jnp.asarray(targets)
+    check_floating(fn, predictions_name, predictions)
+    if targets_floating:
+        check_floating(fn, targets_name, targets)
+    else:
+        check_targets_dtype(fn, targets_name, targets)
+    check_same_shape(fn, predictions_name, predictions, targets_name, targets)
+    if axis is not None:
+        axis = check_axis(fn, axis, predictions.ndim)
+    if where is not None:
+        where = jnp.asarray(where)
+        check_where(fn, where, predictions.shape)
+    dtype = compute_dtype(predictions.dtype, targets.dtype)
+    return predictions.astype(dtype), targets.astype(dtype), axis, where, dtype
+
+
+def as_param(value: Any, dtype: jnp.dtype) -> jax.Array:
+    return jnp.asarray(value).astype(dtype)

@@ -1,0 +1,113 @@
+"""Cross-entropy written in probability space, exactly as the note states it.
+
+These take probabilities ``p`` (not logits). They are the objects the proofs
+reason about; for training, the logit forms are better conditioned near 0 and 1
+(see ``proofs/binary_cross_entropy.py``).
+"""
+
+from __future__ import annotations
+
+import jax
+from jax.typing import ArrayLike
+
+from .._numerics import masked_sum, safe_log, safe_log1m, xlogy
+from .._registry import register_loss
+from ._common import prepare
+
+
+@register_loss(
+    input="probabilities",
+    link="none",
+    reduction="elementwise",
+    summary="the note's H(p, q) = -[q log p + (1-q) log(1-p)], per component",
+    references=("Shannon, A Mathematical Theory of Communication, 1948",),
+)
+def binary_cross_entropy(
+    probs: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    axis: int | None = None,
+) -> jax.Array:
+    r"""Binary cross-entropy of a predicted probability against a soft target.
+
+    .. math::
+      H(p, q) = -[q \log p + (1 - q) \log(1 - p)], \qquad
+      \frac{\partial H}{\partial p} = \frac{p - q}{p (1 - p)}
+
+    The derivative vanishes only at :math:`p = q`. Values follow
+    :math:`0 \log 0 = 0`: :math:`p = q \in \{0, 1\}` gives 0 with finite
+    derivatives, and the loss is inf only where a positive target meets a
+    probability of 0 (or 1 against 1 - q > 0).
+
+    Args:
+      probs: predicted probabilities in [0, 1].
+      targets: soft targets in [0, 1], same shape.
+      where: boolean mask; masked components give 0.
+      axis: unused (the loss is elementwise).
+
+    Returns:
+      The loss per component.
+
+    Example:
+      >>> import jax, softxent
+      >>> grad = jax.grad(lambda p: softxent.binary_cross_entropy(p, 0.3))
+      >>> round(float(grad(0.3)), 6)
+      0.0
+
+    References:
+      Shannon, A Mathematical Theory of Communication, Bell Syst. Tech. J. 1948.
+    """
+    name = "binary_cross_entropy"
+    probs, targets, _, where, _ = prepare(
+        name, probs, targets, None, where, predictions_name="probs"
+    )
+    loss = -(xlogy(targets, safe_log(probs)) + xlogy(1 - targets, safe_log1m(probs)))
+    return loss if where is None else jax.numpy.where(where, loss, 0)
+
+
+@register_loss(
+    input="probabilities",
+    link="none",
+    reduction="class",
+    summary="categorical cross-entropy -sum q log p of probability vectors",
+    references=("Shannon, A Mathematical Theory of Communication, 1948",),
+)
+def cross_entropy(
+    probs: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Categorical cross-entropy of predicted probabilities.
+
+    .. math::
+      H(q, p) = -\sum_i q_i \log p_i
+
+    ``probs`` are used as given (not renormalised); on the simplex the
+    minimiser is :math:`p = q` (Gibbs' inequality).
+
+    Args:
+      probs: predicted probability vectors.
+      targets: soft targets, same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+
+    Returns:
+      The loss per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([0.5, 0.5, 0.0])
+      >>> round(float(softxent.cross_entropy(q, q)), 6)  # log 2
+      0.693147
+
+    References:
+      Shannon, A Mathematical Theory of Communication, Bell Syst. Tech. J. 1948.
+    """
+    name = "cross_entropy"
+    probs, targets, axis, where, _ = prepare(
+        name, probs, targets, axis, where, predictions_name="probs"
+    )
+    return masked_sum(-xlogy(targets, safe_log(probs)), axis, where)

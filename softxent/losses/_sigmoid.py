@@ -1,0 +1,163 @@
+"""Per-component losses on sigmoid outputs, for soft multi-label targets.
+
+Each component is an independent binary problem, so targets need not sum to 1.
+The output has the shape of the logits; ``where`` zeroes masked components.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from .._numerics import softplus
+from .._registry import Param, register_loss
+from ._common import as_param, prepare
+
+
+def _times(weight: jax.Array, value: jax.Array) -> jax.Array:
+    """weight * value with 0 * inf = 0 in the value and in every derivative."""
+    nonzero = weight != 0
+    return jnp.where(nonzero, weight * jnp.where(nonzero, value, 0), 0)
+
+
+def _masked(loss: jax.Array, where: jax.Array | None) -> jax.Array:
+    return loss if where is None else jnp.where(where, loss, 0)
+
+
+def _bce_from_logits(
+    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array | None
+) -> jax.Array:
+    # -log sigmoid(x) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x).
+    positive = _times(targets, softplus(-logits))
+    if pos_weight is not None:
+        positive = pos_weight * positive
+    return positive + _times(1 - targets, softplus(logits))
+
+
+@register_loss(
+    input="logits",
+    link="sigmoid",
+    reduction="elementwise",
+    params=(
+        Param("pos_weight", None, 0.0, None, optional=True, doc="weight of the positive term"),
+        Param("label_smoothing", 0.0, 0.0, 1.0, doc="pulls every target towards 1/2"),
+    ),
+    summary="binary cross-entropy on sigmoid(x), per component, for soft multi-label targets",
+    references=("Goodfellow, Bengio and Courville, Deep Learning, 2016, section 6.2.2.2",),
+)
+def sigmoid_binary_cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    axis: int | None = None,
+) -> jax.Array:
+    r"""Sigmoid binary cross-entropy with soft targets, elementwise.
+
+    .. math::
+      \ell(x, y) = -w\, y' \log \sigma(x) - (1 - y') \log(1 - \sigma(x)),
+      \qquad y' = (1 - \alpha) y + \alpha / 2
+
+    Computed as :math:`w y' \operatorname{softplus}(-x) + (1-y')
+    \operatorname{softplus}(x)` with :math:`0 \cdot \infty = 0`, so
+    :math:`x = +\infty, y = 1` and :math:`x = -\infty, y = 0` give 0, not NaN.
+    Its derivative in :math:`x` is :math:`\sigma(x) - y` (for :math:`w = 1`).
+
+    Args:
+      logits: one logit per component.
+      targets: probabilities in [0, 1], same shape; they need not sum to 1.
+      where: boolean mask; masked components give 0.
+      pos_weight: :math:`w \ge 0`, broadcastable to ``logits`` (default 1).
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+      axis: unused (the loss is elementwise); accepted so every registry loss
+        takes the same keywords.
+
+    Returns:
+      The loss per component, the shape of ``logits``.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> x = jnp.array([jnp.inf, -jnp.inf, 0.0])
+      >>> softxent.sigmoid_binary_cross_entropy(x, jnp.array([1.0, 0.0, 0.5])).tolist()[:2]
+      [0.0, 0.0]
+
+    References:
+      Goodfellow, Bengio and Courville, Deep Learning, MIT Press 2016, 6.2.2.2.
+    """
+    name = "sigmoid_binary_cross_entropy"
+    logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
+    alpha = as_param(label_smoothing, dtype)
+    targets = (1 - alpha) * targets + alpha / 2
+    weight = None if pos_weight is None else as_param(pos_weight, dtype)
+    return _masked(_bce_from_logits(logits, targets, weight), where)
+
+
+@register_loss(
+    input="logits",
+    link="sigmoid",
+    reduction="elementwise",
+    params=(
+        Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),
+        Param("alpha", None, 0.0, 1.0, optional=True, doc="weight of the positive term"),
+    ),
+    summary="sigmoid focal loss for soft multi-label targets, per component",
+    references=("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",),
+)
+def sigmoid_focal_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0,
+    alpha: ArrayLike | None = None,
+    axis: int | None = None,
+) -> jax.Array:
+    r"""Sigmoid focal loss with soft targets, elementwise.
+
+    .. math::
+      \ell(x, y) = \alpha_t\, (1 - p_t)^\gamma\, \mathrm{BCE}(x, y), \quad
+      p_t = y p + (1 - y)(1 - p), \quad \alpha_t = \alpha y + (1 - \alpha)(1 - y)
+
+    with :math:`p = \sigma(x)` (no :math:`\alpha_t` when ``alpha`` is None), as
+    in optax, but :math:`1 - p_t = y\sigma(-x) + (1-y)\sigma(x)` is formed
+    without cancellation and the weight has finite derivatives at
+    :math:`1 - p_t = 0`.
+
+    Args:
+      logits: one logit per component.
+      targets: probabilities in [0, 1], same shape.
+      where: boolean mask; masked components give 0.
+      gamma: :math:`\gamma \ge 0`.
+      alpha: optional class-balance weight in [0, 1].
+      axis: unused (the loss is elementwise).
+
+    Returns:
+      The loss per component.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> x, y = jnp.zeros(1), jnp.ones(1)
+      >>> round(float(softxent.sigmoid_focal_loss(x, y, gamma=0.0)[0]), 4)  # log 2
+      0.6931
+
+    References:
+      Lin et al., Focal Loss for Dense Object Detection, ICCV 2017.
+    """
+    name = "sigmoid_focal_loss"
+    logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
+    gamma = as_param(gamma, dtype)
+    ce = _bce_from_logits(logits, targets, None)
+    miss = targets * jax.nn.sigmoid(-logits) + (1 - targets) * jax.nn.sigmoid(logits)
+    positive = miss > 0
+    at_zero = jnp.where(gamma == 0, 1, 0).astype(dtype)
+    weight = jnp.where(
+        positive, jnp.exp(gamma * jnp.log(jnp.where(positive, miss, 1))), at_zero
+    )
+    loss = _times(weight, ce)
+    if alpha is not None:
+        a = as_param(alpha, dtype)
+        loss = (a * targets + (1 - a) * (1 - targets)) * loss
+    return _masked(loss, where)

@@ -1,0 +1,511 @@
+"""Losses on softmax outputs: one value per example, summed over the class axis.
+
+Shared conventions: ``logits`` and ``targets`` have the same shape; ``axis`` is
+the class axis; ``where`` masks classes out (a masked class takes no part in the
+softmax and its target is ignored; a fully masked row gives 0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from .._numerics import keep_mask, log1mexp, masked_log_softmax, masked_sum, safe_log, xlogx, xlogy
+from .._registry import Param, register_loss
+from ._common import as_param, prepare
+
+_SMOOTHING = Param("label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes")
+
+
+def _smooth(targets: jax.Array, keep: jax.Array, alpha: jax.Array, axis: int) -> jax.Array:
+    kept = jnp.sum(keep, axis=axis, keepdims=True).astype(targets.dtype)
+    uniform = alpha / jnp.maximum(kept, 1)
+    return jnp.where(keep, (1 - alpha) * targets + uniform, 0)
+
+
+def _cross_entropy_terms(targets: jax.Array, log_probs: jax.Array) -> jax.Array:
+    return -xlogy(targets, log_probs)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    params=(_SMOOTHING,),
+    summary="cross-entropy H(q, softmax(z)) with soft targets and optional label smoothing",
+    references=(
+        "Szegedy et al., Rethinking the Inception Architecture, CVPR 2016 (label smoothing)",
+    ),
+)
+def softmax_cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> jax.Array:
+    r"""Softmax cross-entropy against soft targets.
+
+    .. math::
+      \ell(z, q) = -\sum_i q'_i \log \operatorname{softmax}(z)_i, \qquad
+      q' = (1 - \alpha)\, q + \alpha / K
+
+    where :math:`K` counts the kept classes. Terms with :math:`q'_i = 0` are 0
+    even where the logit is -inf, so masked logits give no NaN; the loss is inf
+    only where a class with positive target has probability 0.
+
+    Args:
+      logits: unnormalised scores, shape ``[..., K, ...]``.
+      targets: soft targets of the same shape (rows are probability vectors).
+      axis: the class axis.
+      where: boolean mask of kept classes, broadcastable to ``logits``.
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+
+    Returns:
+      The loss per example: ``logits`` with ``axis`` removed, in float32 or
+      wider.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> z = jnp.log(jnp.array([0.3, 0.5, 0.2]))
+      >>> round(float(softxent.softmax_cross_entropy(z, jnp.array([0.3, 0.5, 0.2]))), 4)
+      1.0297
+
+    References:
+      Szegedy et al., Rethinking the Inception Architecture for Computer
+      Vision, CVPR 2016.
+    """
+    name = "softmax_cross_entropy"
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
+    keep = keep_mask(where, logits.shape)
+    q = _smooth(targets, keep, as_param(label_smoothing, dtype), axis)
+    log_p = masked_log_softmax(logits, axis, where)
+    return masked_sum(_cross_entropy_terms(q, log_p), axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    summary="KL(q || softmax(z)), cross-entropy minus the target's entropy",
+    references=("Kullback and Leibler, On Information and Sufficiency, 1951",),
+)
+def kl_divergence(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Kullback-Leibler divergence of the model from the soft target.
+
+    .. math::
+      \mathrm{KL}(q \,\|\, p) = \sum_i q_i (\log q_i - \log p_i),
+      \qquad p = \operatorname{softmax}(z)
+
+    Zero exactly when :math:`p = q`. Terms with :math:`q_i = 0` are 0, and the
+    derivative with respect to such a target is finite (see ``xlogx``).
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+
+    Returns:
+      The divergence per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([0.3, 0.5, 0.2])
+      >>> round(float(softxent.kl_divergence(jnp.log(q), q)), 6)
+      0.0
+
+    References:
+      Kullback and Leibler, On Information and Sufficiency, Ann. Math. Stat. 1951.
+    """
+    name = "kl_divergence"
+    logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
+    log_p = masked_log_softmax(logits, axis, where)
+    return masked_sum(xlogx(targets) - xlogy(targets, log_p), axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    summary="KL(softmax(z) || q), mode-seeking; infinite where q_i = 0 < p_i",
+    references=("Minka, Divergence measures and message passing, MSR-TR-2005-173",),
+)
+def reverse_kl_divergence(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Reverse Kullback-Leibler divergence.
+
+    .. math::
+      \mathrm{KL}(p \,\|\, q) = \sum_i p_i (\log p_i - \log q_i)
+
+    Mode-seeking: it is infinite whenever the model puts mass on a class whose
+    target is exactly 0, which is the true value, not a numerical failure.
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+
+    Returns:
+      The divergence per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([0.3, 0.5, 0.2])
+      >>> round(float(softxent.reverse_kl_divergence(jnp.zeros(3), q)), 4)
+      0.0689
+
+    References:
+      Minka, Divergence measures and message passing, MSR-TR-2005-173.
+    """
+    name = "reverse_kl_divergence"
+    logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
+    log_p = masked_log_softmax(logits, axis, where)
+    p = jnp.exp(log_p)
+    return masked_sum(xlogy(p, log_p - safe_log(targets)), axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    summary="Jensen-Shannon divergence between q and softmax(z), bounded by log 2",
+    references=("Lin, Divergence measures based on the Shannon entropy, IEEE TIT 1991",),
+)
+def js_divergence(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Jensen-Shannon divergence (natural log).
+
+    .. math::
+      \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(q \,\|\, m) + \tfrac12 \mathrm{KL}(p \,\|\, m),
+      \qquad m = \tfrac12 (p + q)
+
+    Symmetric, bounded by :math:`\log 2`, and finite for every input. Each term
+    is computed as :math:`x \log(x / m)` rather than as entropies, so there is
+    no cancellation near :math:`p = q`.
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+
+    Returns:
+      The divergence per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> z = jnp.array([0.0, -jnp.inf])
+      >>> round(float(softxent.js_divergence(z, jnp.array([0.0, 1.0]))), 6)  # log 2
+      0.693147
+
+    References:
+      Lin, Divergence measures based on the Shannon entropy, IEEE Trans.
+      Inf. Theory 37(1), 1991.
+    """
+    name = "js_divergence"
+    logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
+    log_p = masked_log_softmax(logits, axis, where)
+    p = jnp.exp(log_p)
+    if where is not None:
+        targets = jnp.where(where, targets, 0)
+    log_m = safe_log(0.5 * (p + targets))
+    terms = xlogy(targets, safe_log(targets) - log_m) + xlogy(p, log_p - log_m)
+    return 0.5 * masked_sum(terms, axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    summary="Brier score: squared distance between softmax(z) and q",
+    references=("Brier, Verification of forecasts expressed in terms of probability, 1950",),
+)
+def brier_score(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Brier score (quadratic proper scoring rule).
+
+    .. math::
+      \ell(z, q) = \sum_i (p_i - q_i)^2, \qquad p = \operatorname{softmax}(z)
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+
+    Returns:
+      The score per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> round(float(softxent.brier_score(jnp.zeros(2), jnp.array([1.0, 0.0]))), 4)
+      0.5
+
+    References:
+      Brier, Verification of forecasts expressed in terms of probability,
+      Monthly Weather Review 78(1), 1950.
+    """
+    name = "brier_score"
+    logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
+    p = jnp.exp(masked_log_softmax(logits, axis, where))
+    return masked_sum(jnp.square(p - targets), axis, where)
+
+
+def _focal_weight(log_p: jax.Array, gamma: jax.Array) -> jax.Array:
+    """(1 - p)^gamma from log p, with 0^0 = 1 and finite derivatives at p = 1."""
+    log_rest = log1mexp(log_p)
+    finite = jnp.isfinite(log_rest)
+    at_one = jnp.where(gamma == 0, 1, 0).astype(log_p.dtype)
+    return jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_rest, 0)), at_one)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    params=(Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),),
+    summary="softmax focal loss with soft targets, -sum q (1-p)^gamma log p",
+    references=(
+        "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
+        "Charoenphakdee et al., Focal Loss Calibration, CVPR 2021",
+    ),
+)
+def focal_cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0,
+) -> jax.Array:
+    r"""Softmax focal loss for soft targets.
+
+    .. math::
+      \ell(z, q) = -\sum_i q_i (1 - p_i)^\gamma \log p_i
+
+    With :math:`\gamma = 0` this is the cross-entropy. Focal loss is not
+    strictly proper: its minimiser for a soft target is not :math:`q` (see
+    ``softxent catalogue``), which is why it tends to give under-confident
+    predictions.
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+      gamma: :math:`\gamma \ge 0`.
+
+    Returns:
+      The loss per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([0.3, 0.5, 0.2])
+      >>> round(float(softxent.focal_cross_entropy(jnp.log(q), q, gamma=0.0)), 4)
+      1.0297
+
+    References:
+      Lin et al., Focal Loss for Dense Object Detection, ICCV 2017.
+    """
+    name = "focal_cross_entropy"
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
+    log_p = masked_log_softmax(logits, axis, where)
+    weight = _focal_weight(log_p, as_param(gamma, dtype))
+    return masked_sum(-xlogy(targets * weight, log_p), axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    params=(Param("epsilon", 2.0, -1.0, None, doc="weight of the first polynomial term"),),
+    summary="Poly-1 loss: cross-entropy + epsilon * sum q (1 - p)",
+    references=("Leng et al., PolyLoss, ICLR 2022",),
+)
+def poly1_cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    epsilon: ArrayLike = 2.0,
+) -> jax.Array:
+    r"""Poly-1 cross-entropy for soft targets.
+
+    .. math::
+      \ell(z, q) = -\sum_i q_i \log p_i + \epsilon \sum_i q_i (1 - p_i)
+
+    For targets that sum to 1 the second term is :math:`\epsilon(1 - q^\top p)`,
+    as in optax; written per class, a fully masked row is 0.
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+      epsilon: :math:`\epsilon \ge -1` (below -1 the loss is unbounded below).
+
+    Returns:
+      The loss per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([1.0, 0.0])
+      >>> round(float(softxent.poly1_cross_entropy(jnp.zeros(2), q, epsilon=1.0)), 4)
+      1.1931
+
+    References:
+      Leng et al., PolyLoss: A Polynomial Expansion Perspective of
+      Classification Loss Functions, ICLR 2022.
+    """
+    name = "poly1_cross_entropy"
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
+    log_p = masked_log_softmax(logits, axis, where)
+    p = jnp.exp(log_p)
+    terms = -xlogy(targets, log_p) + as_param(epsilon, dtype) * targets * (1 - p)
+    return masked_sum(terms, axis, where)
+
+
+@register_loss(
+    input="logits",
+    link="softmax",
+    reduction="class",
+    params=(Param("k", 0.7, 0.0, 1.0, low_open=True, doc="exponent; k -> 0 gives cross-entropy"),),
+    summary="generalized cross-entropy sum q (1 - p^k) / k, robust to label noise",
+    references=("Zhang and Sabuncu, Generalized Cross Entropy Loss, NeurIPS 2018",),
+)
+def generalized_cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    k: ArrayLike = 0.7,
+) -> jax.Array:
+    r"""Generalized cross-entropy (the :math:`L_q` loss) for soft targets.
+
+    .. math::
+      \ell(z, q) = \sum_i q_i \frac{1 - p_i^k}{k}
+
+    Interpolates between cross-entropy (:math:`k \to 0`) and mean absolute
+    error (:math:`k = 1`); bounded, so a class with probability 0 costs
+    :math:`q_i / k`, never inf. Computed as :math:`-\mathrm{expm1}(k \log p)/k`
+    for accuracy at small :math:`k`.
+
+    Args:
+      logits: unnormalised scores.
+      targets: soft targets of the same shape.
+      axis: the class axis.
+      where: boolean mask of kept classes.
+      k: the exponent, in (0, 1].
+
+    Returns:
+      The loss per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([1.0, 0.0])
+      >>> round(float(softxent.generalized_cross_entropy(jnp.zeros(2), q, k=1.0)), 4)
+      0.5
+
+    References:
+      Zhang and Sabuncu, Generalized Cross Entropy Loss for Training Deep
+      Neural Networks with Noisy Labels, NeurIPS 2018.
+    """
+    name = "generalized_cross_entropy"
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
+    k = as_param(k, dtype)
+    log_p = masked_log_softmax(logits, axis, where)
+    return masked_sum(targets * (-jnp.expm1(k * log_p) / k), axis, where)
+
+
+@register_loss(
+    input="logits",
+    targets="logits",
+    link="softmax",
+    reduction="class",
+    params=(Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T"),),
+    summary="Hinton's distillation loss T^2 KL(softmax(t/T) || softmax(s/T)); teacher frozen",
+    references=("Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network, 2015",),
+)
+def distillation_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    temperature: ArrayLike = 2.0,
+) -> jax.Array:
+    r"""Knowledge-distillation loss with temperature.
+
+    .. math::
+      \ell(s, t) = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(t/T) \,\big\|\,
+      \operatorname{softmax}(s/T)\big)
+
+    The :math:`T^2` factor keeps gradient magnitudes comparable across
+    temperatures (Hinton et al. 2015). No gradient flows into the teacher. Its
+    gradient in the student logits equals that of the soft-target cross-entropy
+    (they differ by the teacher's entropy, a constant).
+
+    Args:
+      student_logits: the student's unnormalised scores.
+      teacher_logits: the teacher's, same shape (not differentiated).
+      axis: the class axis.
+      where: boolean mask of kept classes.
+      temperature: :math:`T > 0`.
+
+    Returns:
+      The loss per example.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> t = jnp.array([2.0, 1.0, 0.0])
+      >>> round(float(softxent.distillation_loss(t, t)), 6)
+      0.0
+
+    References:
+      Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network,
+      arXiv:1503.02531, 2015.
+    """
+    name = "distillation_loss"
+    student, teacher, axis, where, dtype = prepare(
+        name,
+        student_logits,
+        teacher_logits,
+        axis,
+        where,
+        predictions_name="student_logits",
+        targets_name="teacher_logits",
+        targets_floating=True,
+    )
+    temperature = as_param(temperature, dtype)
+    log_q = masked_log_softmax(lax.stop_gradient(teacher) / temperature, axis, where)
+    log_p = masked_log_softmax(student / temperature, axis, where)
+    q = jnp.exp(log_q)
+    return temperature**2 * masked_sum(xlogy(q, log_q - log_p), axis, where)
