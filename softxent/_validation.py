@@ -25,8 +25,9 @@ def compute_dtype(*dtypes: jnp.dtype) -> jnp.dtype:
     result = jnp.dtype(jnp.float32)
     for d in dtypes:
         d = jnp.dtype(d)
-        if jnp.issubdtype(d, jnp.floating) and d not in _LOW_PRECISION:
-            result = jnp.promote_types(result, d)
+        # Chosen by width, not jnp.promote_types, which strict promotion forbids.
+        if jnp.issubdtype(d, jnp.floating) and d.itemsize > result.itemsize:
+            result = d
     return result
 
 
