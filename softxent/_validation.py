@@ -116,7 +116,9 @@ def check_targets(
       (1, 3)
     """
     if kind not in ("distribution", "multilabel"):
-        raise ValueError(f"check_targets: kind must be 'distribution' or 'multilabel', got {kind!r}")
+        raise ValueError(
+            f"check_targets: kind must be 'distribution' or 'multilabel', got {kind!r}"
+        )
     if not atol >= 0:
         raise ValueError(f"check_targets: atol must be >= 0, got {atol!r}")
     arr = np.asarray(targets)

@@ -184,7 +184,7 @@ def test_elementwise_where_masks_value_and_gradient():
     y = jnp.array([0.3, 0.7, 1.0])
     mask = jnp.array([True, False, True])
     for spec in [s for s in SPECS if s.reduction == "elementwise" and s.input == "logits"]:
-        f = lambda x: jnp.sum(spec.fn(x, y, where=mask))
+        f = lambda x, spec=spec: jnp.sum(spec.fn(x, y, where=mask))
         assert np.isfinite(float(f(x))), spec.name
         g = jax.grad(f)(x)
         assert float(g[1]) == 0.0 and np.all(np.isfinite(g)), spec.name
