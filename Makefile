@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 # verification, experiments and figures.
 run: $(STAMP)
 	$(BIN)/softxent demo
+	$(BIN)/python proofs/binary_cross_entropy.py
+	$(BIN)/softxent verify
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
