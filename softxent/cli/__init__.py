@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Order here is the order in `softxent --help`.
-COMMANDS: tuple[str, ...] = ("losses", "demo")
+COMMANDS: tuple[str, ...] = ("losses", "demo", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

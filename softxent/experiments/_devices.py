@@ -1,0 +1,40 @@
+"""Device choice and sharding a batch of independent runs over local devices.
+
+Runs are independent, so the batch axis is split over a 1-D mesh of every local
+device (``NamedSharding`` with ``P("runs")``); XLA keeps each run on its device.
+On several hosts, call ``jax.distributed.initialize()`` before the run; the mesh
+then spans ``jax.devices()`` of all processes (see the README, untested here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def select(device: str) -> list[jax.Device]:
+    """Devices for ``"auto"`` (the default backend) or a named platform."""
+    if device == "auto":
+        return jax.devices()
+    try:
+        return jax.devices(device)
+    except RuntimeError as e:
+        raise RuntimeError(f"device = {device!r} is not available here: {e}") from None
+
+
+def pad(batch: np.ndarray, multiple: int) -> np.ndarray:
+    """Repeat the last row so the leading axis is a multiple of ``multiple``."""
+    extra = (-batch.shape[0]) % multiple
+    if not extra:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], extra, axis=0)])
+
+
+def shard_runs(devices: list[jax.Device], *arrays: np.ndarray) -> tuple[Any, ...]:
+    """Place each array's leading (runs) axis across ``devices``."""
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    return tuple(jax.device_put(pad(a, len(devices)), sharding) for a in arrays)

@@ -1,0 +1,20 @@
+"""Run a validated config and write its results folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import _results, get_kind
+
+
+def run(config: dict[str, Any], out: str | Path = "results", progress: bool = False):
+    """Train the config's kind, write ``<out>/<name>-<timestamp>/``; return (path, result)."""
+    import jax
+
+    if config["dtype"] == "float64":
+        jax.config.update("jax_enable_x64", True)
+    kind = get_kind(config["kind"])
+    result = kind.train(config, progress=progress)
+    path = _results.write(result, out, kind.figures)
+    return path, result
