@@ -31,11 +31,33 @@ def xlogy(x: jax.Array, log_y: jax.Array) -> jax.Array:
     ``log_y`` is already a logarithm. Where ``x == 0`` the value is 0 and the
     derivative with respect to ``log_y`` is 0; the derivative with respect to
     ``x`` is ``log_y`` where that is finite (the exact partial derivative) and 0
-    where ``log_y = -inf``.
+    where ``log_y = -inf`` (the term is then a structural zero).
     """
-    nonzero = x != 0
-    finite_log = jnp.where(nonzero | jnp.isfinite(log_y), log_y, 0)
-    return jnp.where(nonzero, x * finite_log, 0)
+    finite_log = jnp.where((x != 0) | jnp.isfinite(log_y), log_y, 0)
+    return x * finite_log
+
+
+def _log_cut_at_zero_weight(x: jax.Array, p: jax.Array, log_fn, neutral: float) -> jax.Array:
+    """log_fn(p) for the factor of x * log_fn(p), with the p-path cut where x == 0.
+
+    Where x == 0 the factor is a constant (stop_gradient), so d/dx keeps its
+    exact value log_fn(p) while derivatives in p of every order are exactly 0,
+    even where 1/p^2 would overflow. A factor of -inf there becomes 0.
+    """
+    live = x != 0
+    log_live = log_fn(jnp.where(live, p, neutral))
+    factor = jnp.where(live, log_live, lax.stop_gradient(log_fn(p)))
+    return jnp.where(live | jnp.isfinite(factor), factor, 0)
+
+
+def xlogp(x: jax.Array, p: jax.Array) -> jax.Array:
+    """x * log(p) for probabilities p, with 0 * log 0 = 0 (see ``xlogy``)."""
+    return x * _log_cut_at_zero_weight(x, p, safe_log, 1.0)
+
+
+def xlog1mp(x: jax.Array, p: jax.Array) -> jax.Array:
+    """x * log(1 - p) with 0 * log 0 = 0, accurate for small p (log1p)."""
+    return x * _log_cut_at_zero_weight(x, p, safe_log1m, 0.0)
 
 
 def xlogx(x: jax.Array) -> jax.Array:

@@ -16,7 +16,9 @@ from .._numerics import keep_mask, log1mexp, masked_log_softmax, masked_sum, saf
 from .._registry import Param, register_loss
 from ._common import as_param, prepare
 
-_SMOOTHING = Param("label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes")
+_SMOOTHING = Param(
+    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
+)
 
 
 def _smooth(targets: jax.Array, keep: jax.Array, alpha: jax.Array, axis: int) -> jax.Array:
@@ -121,8 +123,8 @@ def kl_divergence(
     Example:
       >>> import jax.numpy as jnp, softxent
       >>> q = jnp.array([0.3, 0.5, 0.2])
-      >>> round(float(softxent.kl_divergence(jnp.log(q), q)), 6)
-      0.0
+      >>> abs(float(softxent.kl_divergence(jnp.log(q), q))) < 1e-6
+      True
 
     References:
       Kullback and Leibler, On Information and Sufficiency, Ann. Math. Stat. 1951.
@@ -168,7 +170,7 @@ def reverse_kl_divergence(
       >>> import jax.numpy as jnp, softxent
       >>> q = jnp.array([0.3, 0.5, 0.2])
       >>> round(float(softxent.reverse_kl_divergence(jnp.zeros(3), q)), 4)
-      0.0689
+      0.0702
 
     References:
       Minka, Divergence measures and message passing, MSR-TR-2005-173.
