@@ -130,7 +130,10 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
             return tuple(jnp.concatenate([f[None], g]) for f, g in zip(first, logs, strict=True))
 
         t0 = time.perf_counter()
-        compiled = jax.jit(fit).lower(init).compile()
+        # optax's own internals (adam's bias correction: float ** int32) are not
+        # clean under strict dtype promotion; our code and the losses are.
+        with jax.numpy_dtype_promotion("standard"):
+            compiled = jax.jit(fit).lower(init).compile()
         t1 = time.perf_counter()
         values, train_kl, test_kl = (np.asarray(a, dtype=np.float64)
                                      for a in jax.block_until_ready(compiled(init)))
