@@ -95,6 +95,9 @@ def write(result: Result, out: str | Path,
         if figures is not None and result.config["figures"]:
             (tmp / "figures").mkdir()
             figures(result, tmp / "figures")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
