@@ -12,7 +12,16 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from .._numerics import keep_mask, log1mexp, masked_log_softmax, masked_sum, safe_log, xlogx, xlogy
+from .._numerics import (
+    expm1,
+    keep_mask,
+    log1mexp,
+    masked_log_softmax,
+    masked_sum,
+    safe_log,
+    xlogx,
+    xlogy,
+)
 from .._registry import Param, register_loss
 from ._common import as_param, prepare
 
@@ -444,7 +453,7 @@ def generalized_cross_entropy(
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     k = as_param(k, dtype)
     log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(targets * (-jnp.expm1(k * log_p) / k), axis, where)
+    return masked_sum(targets * (-expm1(k * log_p) / k), axis, where)
 
 
 @register_loss(
