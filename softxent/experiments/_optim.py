@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -37,9 +38,17 @@ def step_fn(
 
         def step(params, state):
             value, grad = value_and_grad(params, state=state)
-            updates, state = optimizer.update(
+            new_updates, new_state = optimizer.update(
                 grad, state, params, value=value, grad=grad, value_fn=objective
             )
+            # Once converged, L-BFGS's curvature pairs are rounding noise and a later line
+            # search can throw the iterate far away; stop where the gradient has vanished.
+            leaves = jax.tree.leaves(grad)
+            size = max(jnp.finfo(leaf.dtype).eps for leaf in leaves) ** 0.75
+            done = jnp.all(jnp.asarray([jnp.max(jnp.abs(g)) <= size for g in leaves]))
+            keep = lambda old, new: jnp.where(done, old, new)  # noqa: E731
+            state = jax.tree.map(keep, state, new_state)
+            updates = jax.tree.map(lambda u: jnp.where(done, jnp.zeros_like(u), u), new_updates)
             return optax.apply_updates(params, updates), state, value
     else:
         def step(params, state):
