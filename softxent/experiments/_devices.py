@@ -34,7 +34,25 @@ def pad(batch: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def shard_runs(devices: list[jax.Device], *arrays: np.ndarray) -> tuple[Any, ...]:
-    """Place each array's leading (runs) axis across ``devices``."""
+    """Place each array's leading (runs) axis across ``devices``.
+
+    Every process holds the whole (seeded, identical) host array and hands each of
+    its own devices its slice, which also works when the mesh spans several hosts.
+    """
     mesh = Mesh(np.asarray(devices), ("runs",))
     sharding = NamedSharding(mesh, PartitionSpec("runs"))
-    return tuple(jax.device_put(pad(a, len(devices)), sharding) for a in arrays)
+    placed = []
+    for a in arrays:
+        full = pad(a, len(devices))
+        placed.append(jax.make_array_from_callback(full.shape, sharding,
+                                                   lambda index, full=full: full[index]))
+    return tuple(placed)
+
+
+def gather(x: jax.Array) -> np.ndarray:
+    """A (possibly multi-host) sharded result as one host array."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)

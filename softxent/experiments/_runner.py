@@ -16,5 +16,7 @@ def run(config: dict[str, Any], out: str | Path = "results", progress: bool = Fa
         jax.config.update("jax_enable_x64", True)
     kind = get_kind(config["kind"])
     result = kind.train(config, progress=progress)
+    if jax.process_index() != 0:  # on several hosts, the first one writes the results
+        return None, result
     path = _results.write(result, out, kind.figures)
     return path, result

@@ -223,8 +223,8 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
         t1 = time.perf_counter()
         p_log, v_log = jax.block_until_ready(compiled(w_dev, q_dev))
         t2 = time.perf_counter()
-        p_log = np.asarray(p_log, dtype=np.float64)[:n_runs]  # (runs, logs, K)
-        v_log = np.asarray(v_log, dtype=np.float64)[:n_runs]
+        p_log = _devices.gather(p_log).astype(np.float64)[:n_runs]  # (runs, logs, K)
+        v_log = _devices.gather(v_log).astype(np.float64)[:n_runs]
         p_star = minimizers(spec, params, targets)
         label = entry["label"]
         row: dict[str, Any] = {"loss": spec.name, "params": params, "runs": n_runs,
