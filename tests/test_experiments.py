@@ -99,7 +99,9 @@ def test_cli_writes_a_complete_results_folder(tiny, tmp_path, capsys):
     assert resolved["fixed_point"]["inits_per_target"] == 3
     rows = (folder / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 11  # header + 2 losses x 11 logged steps
-    assert "tiny" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "tiny" in captured.out
+    assert "losses" not in captured.err  # no progress bar when output is not a terminal
 
 
 def test_failed_run_leaves_no_complete_looking_folder(tiny, tmp_path):

@@ -51,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {'loss':<40}" + "".join(f"{c:>22}" for c in columns))
         for label, row in result.summary.items():
             print(f"  {label:<40}" + "".join(f"{_fmt(row.get(c)):>22}" for c in columns))
-        print(f"  devices: {', '.join(result.devices)}; results: {path}\n")
+        where = f"; results: {path}" if path is not None else ""
+        print(f"  devices: {', '.join(result.devices)}{where}\n")
     return 0

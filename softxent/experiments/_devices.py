@@ -25,6 +25,17 @@ def select(device: str) -> list[jax.Device]:
         raise RuntimeError(f"device = {device!r} is not available here: {e}") from None
 
 
+def use_dtype(name: str) -> Any:
+    """The jnp dtype for ``"float64"``/``"float32"``; float64 needs (and turns on) x64."""
+    import jax.numpy as jnp
+
+    if name == "float64":
+        # A float64 config must compute in float64, not silently in float32.
+        jax.config.update("jax_enable_x64", True)
+        return jnp.float64
+    return jnp.float32
+
+
 def pad(batch: np.ndarray, multiple: int) -> np.ndarray:
     """Repeat the last row so the leading axis is a multiple of ``multiple``."""
     extra = (-batch.shape[0]) % multiple

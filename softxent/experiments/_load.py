@@ -118,4 +118,13 @@ def load(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]
         raise ConfigError(source, "optimizer.log_every",
                           f"expected a divisor of optimizer.steps = {steps}, got {log_every}")
     kind.check(config, source)
+    if config["device"] != "auto":
+        import jax
+
+        try:
+            jax.devices(config["device"])
+        except RuntimeError:
+            raise ConfigError(source, "device", f"expected a platform available here "
+                              f"('auto' or {jax.default_backend()!r}), "
+                              f"got {config['device']!r}") from None
     return config

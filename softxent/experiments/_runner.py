@@ -12,8 +12,6 @@ def run(config: dict[str, Any], out: str | Path = "results", progress: bool = Fa
     """Train the config's kind, write ``<out>/<name>-<timestamp>/``; return (path, result)."""
     import jax
 
-    if config["dtype"] == "float64":
-        jax.config.update("jax_enable_x64", True)
     kind = get_kind(config["kind"])
     result = kind.train(config, progress=progress)
     if jax.process_index() != 0:  # on several hosts, the first one writes the results

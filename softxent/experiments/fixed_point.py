@@ -191,7 +191,7 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
     from . import _devices
 
     fp, opt = config["fixed_point"], config["optimizer"]
-    dtype = jnp.float64 if config["dtype"] == "float64" else jnp.float32
+    dtype = _devices.use_dtype(config["dtype"])
     devices = _devices.select(config["device"])
     targets = make_targets(config)
     n_targets, k = targets.shape

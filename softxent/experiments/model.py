@@ -77,7 +77,7 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
     from .fixed_point import _progress
 
     m, opt = config["model"], config["optimizer"]
-    dtype = jnp.float64 if config["dtype"] == "float64" else jnp.float32
+    dtype = _devices.use_dtype(config["dtype"])
     devices = _devices.select(config["device"])
     key = jax.random.PRNGKey(config["seed"])
     k_gen, k_train, k_test, k_init = jax.random.split(key, 4)
