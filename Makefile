@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(BIN)/softxent demo
 	$(BIN)/python proofs/binary_cross_entropy.py
 	$(BIN)/softxent verify
+	$(BIN)/softxent run $(filter-out %/sweep_k10.toml,$(wildcard experiments/configs/*.toml))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
