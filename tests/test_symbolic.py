@@ -16,8 +16,7 @@ import sympy as sp
 
 import softxent
 from softxent.cli import main as cli
-from softxent.symbolic import Derivation, StepFailed, is_proper, minimizer, twin
-from softxent.symbolic import _proofs
+from softxent.symbolic import Derivation, StepFailed, _proofs, is_proper, minimizer, twin
 from softxent.symbolic._catalogue import entry, inverse_map
 from softxent.symbolic._twins import symbols
 from softxent.symbolic._verify import verify
