@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations (maxent)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--l2", type=float, default=0.0,
+                        help="ridge penalty on the maxent weights (default 0: Geng's model)")
     parser.add_argument("--standardize", action="store_true",
                         help="standardise features per training fold (always on for mlp)")
     parser.add_argument("--normalize", action="store_true",
@@ -48,7 +50,7 @@ def _evaluate(path: Path, args: argparse.Namespace) -> dict:
     data = load_mat(path, normalize=args.normalize)
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
                             seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
-                            standardize=True if args.standardize else None)
+                            standardize=True if args.standardize else None, l2=args.l2)
     result["renormalized_rows"] = data.renormalized_rows
     if args.peer:
         peer = cross_validate_peer(data, folds=args.folds, seed=args.seed)
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         jax.config.update("jax_enable_x64", True)
     if args.folds < 2:
         return _fail(f"--folds must be at least 2, got {args.folds}")
+    if not args.l2 >= 0:
+        return _fail(f"--l2 must be >= 0, got {args.l2}")
     if args.max_iter < 1:
         return _fail(f"--max-iter must be at least 1, got {args.max_iter}")
     try:

@@ -48,7 +48,8 @@ def _summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_divergence",
                    folds: int = 10, seed: int = 0, max_iter: int = 500, gtol: float = 1e-7,
-                   standardize: bool | None = None, dtype: str = "float64") -> dict[str, Any]:
+                   standardize: bool | None = None, dtype: str = "float64",
+                   l2: float = 0.0) -> dict[str, Any]:
     """Train every fold at once (jitted, vmapped) and report the six measures.
 
     ``standardize`` (default: off for maxent, on for the MLP) scales features
@@ -68,6 +69,8 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    if not l2 >= 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     spec = softmax_loss(loss)
@@ -84,7 +87,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     mean, scale = jnp.asarray(mean, dtype), jnp.asarray(scale, dtype)
     arrays = (x, targets, jnp.asarray(train, dtype), mean, scale)
     if model == "maxent":
-        fit = jax.jit(lambda *a: fit_maxent(spec, *a, max_iter=max_iter, gtol=gtol))
+        fit = jax.jit(lambda *a: fit_maxent(spec, *a, max_iter=max_iter, gtol=gtol, l2=l2))
         params = fit(*arrays)
     else:
         fit = jax.jit(lambda *a: fit_mlp(spec, *a, key=jax.random.key(seed)))
@@ -97,7 +100,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     return {
         "dataset": data.name, "n": data.n, "d": data.d, "k": data.k, "folds": folds,
         "model": model, "loss": loss, "seconds": seconds, "metrics": _summary(per_fold),
-        "dtype": dtype, "standardize": standardize,
+        "dtype": dtype, "standardize": standardize, "l2": l2,
     }
 
 

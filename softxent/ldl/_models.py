@@ -37,18 +37,20 @@ def maxent_logits(params: dict[str, jax.Array], x: jax.Array, mean: jax.Array,
 
 
 def fit_maxent(spec: LossSpec, x: jax.Array, targets: jax.Array, train: jax.Array,
-               mean: jax.Array, scale: jax.Array, *, max_iter: int, gtol: float
-               ) -> dict[str, jax.Array]:
+               mean: jax.Array, scale: jax.Array, *, max_iter: int, gtol: float,
+               l2: float = 0.0) -> dict[str, jax.Array]:
     """Fit the linear softmax model of every fold with optax L-BFGS.
 
     Stops a fold when the largest gradient entry of the summed loss falls below
     ``gtol`` (SciPy's L-BFGS-B criterion) or after ``max_iter`` iterations.
+    ``l2`` adds l2/2 · ‖w‖² per training example (0: Geng's unregularised model).
     """
     d, k, dtype = mean.shape[-1], targets.shape[1], targets.dtype
 
     def one_fold(weights, mean, scale):
         def objective(params):
-            return _weighted_loss(spec, maxent_logits(params, x, mean, scale), targets, weights)
+            fit = _weighted_loss(spec, maxent_logits(params, x, mean, scale), targets, weights)
+            return fit + 0.5 * l2 * jnp.sum(jnp.square(params["w"]))
 
         optimizer = optax.lbfgs()
         value_and_grad = optax.value_and_grad_from_state(objective)
