@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 # verification, experiments and figures.
 run: $(STAMP)
 	$(BIN)/softxent demo
+	$(BIN)/python proofs/binary_cross_entropy.py
+	$(BIN)/softxent verify
+	$(BIN)/softxent run $(filter-out %/sweep_k10.toml,$(wildcard experiments/configs/*.toml))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

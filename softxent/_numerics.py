@@ -8,6 +8,8 @@ forward-mode and second derivatives stay finite wherever the loss is finite.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -31,11 +33,33 @@ def xlogy(x: jax.Array, log_y: jax.Array) -> jax.Array:
     ``log_y`` is already a logarithm. Where ``x == 0`` the value is 0 and the
     derivative with respect to ``log_y`` is 0; the derivative with respect to
     ``x`` is ``log_y`` where that is finite (the exact partial derivative) and 0
-    where ``log_y = -inf``.
+    where ``log_y = -inf`` (the term is then a structural zero).
     """
-    nonzero = x != 0
-    finite_log = jnp.where(nonzero | jnp.isfinite(log_y), log_y, 0)
-    return jnp.where(nonzero, x * finite_log, 0)
+    finite_log = jnp.where((x != 0) | jnp.isfinite(log_y), log_y, 0)
+    return x * finite_log
+
+
+def _log_cut_at_zero_weight(x: jax.Array, p: jax.Array, log_fn, neutral: float) -> jax.Array:
+    """log_fn(p) for the factor of x * log_fn(p), with the p-path cut where x == 0.
+
+    Where x == 0 the factor is a constant (stop_gradient), so d/dx keeps its
+    exact value log_fn(p) while derivatives in p of every order are exactly 0,
+    even where 1/p^2 would overflow. A factor of -inf there becomes 0.
+    """
+    live = x != 0
+    log_live = log_fn(jnp.where(live, p, neutral))
+    factor = jnp.where(live, log_live, lax.stop_gradient(log_fn(p)))
+    return jnp.where(live | jnp.isfinite(factor), factor, 0)
+
+
+def xlogp(x: jax.Array, p: jax.Array) -> jax.Array:
+    """x * log(p) for probabilities p, with 0 * log 0 = 0 (see ``xlogy``)."""
+    return x * _log_cut_at_zero_weight(x, p, safe_log, 1.0)
+
+
+def xlog1mp(x: jax.Array, p: jax.Array) -> jax.Array:
+    """x * log(1 - p) with 0 * log 0 = 0, accurate for small p (log1p)."""
+    return x * _log_cut_at_zero_weight(x, p, safe_log1m, 0.0)
 
 
 def xlogx(x: jax.Array) -> jax.Array:
@@ -58,12 +82,28 @@ def softplus(x: jax.Array) -> jax.Array:
     return jnp.where(positive, x_pos + jnp.log1p(jnp.exp(-x_pos)), jnp.log1p(jnp.exp(x_neg)))
 
 
+@jax.custom_jvp
+def expm1(x: jax.Array) -> jax.Array:
+    """e^x - 1 whose derivative is e^x itself.
+
+    JAX differentiates jnp.expm1 as (e^x - 1) + 1, which rounds to 0 for
+    x below about -37 in float64 and loses the gradient of small terms.
+    """
+    return jnp.expm1(x)
+
+
+@expm1.defjvp
+def _expm1_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return jnp.expm1(x), jnp.exp(x) * dx
+
+
 def log1mexp(log_p: jax.Array) -> jax.Array:
     """log(1 - e^a) for a <= 0, accurate near 0 and -inf at a = 0 (zero derivative)."""
     near_zero = log_p > -0.6931471805599453
     inside = log_p < 0
     a = jnp.where(inside, log_p, -1.0)
-    value = jnp.where(near_zero, jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
+    value = jnp.where(near_zero, jnp.log(-expm1(a)), jnp.log1p(-jnp.exp(a)))
     return jnp.where(inside, value, -jnp.inf)
 
 
@@ -72,10 +112,16 @@ def masked_log_softmax(logits: jax.Array, axis: int, where: jax.Array | None) ->
 
     Handles -inf logits (probability 0), +inf logits (the limit: all mass split
     evenly over the +inf entries) and fully masked rows (all -inf, no NaN in the
-    value or any derivative).
+    value or any derivative). Derivatives come from a custom JVP that keeps
+    saturated gradients accurate (see ``_log_softmax_jvp``).
     """
-    if where is not None:
-        logits = jnp.where(where, logits, -jnp.inf)
+    keep = keep_mask(where, logits.shape)
+    return _log_softmax(logits, keep, axis % logits.ndim)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _log_softmax(logits: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
+    logits = jnp.where(keep, logits, -jnp.inf)
     peak = lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
     has_pos_inf = jnp.isposinf(peak)
     limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
@@ -86,6 +132,31 @@ def masked_log_softmax(logits: jax.Array, axis: int, where: jax.Array | None) ->
     # A row with no finite mass (fully masked) would give log(0) and a 0/0 derivative.
     total = jnp.where(total > 0, total, 1)
     return shifted - jnp.log(total)
+
+
+@_log_softmax.defjvp
+def _log_softmax_jvp(axis: int, primals, tangents):
+    """Tangents measured relative to the largest logit.
+
+    Mathematically d log p = dz - (p . dz); since softmax ignores a shift, dz may
+    be replaced by dz - dz_top with the top component set to 0. The value is the
+    same, but when JAX transposes this rule the top logit's gradient comes out
+    as minus the sum of the others instead of g_top - p_top * sum(g), which
+    cancels to 0 when p_top rounds to 1 (saturated logits, |z| of 40 or more).
+    """
+    logits, keep = primals
+    d_logits = tangents[0]
+    log_p = _log_softmax(logits, keep, axis)
+    p = jnp.exp(log_p)
+    masked = jnp.where(keep, logits, -jnp.inf)
+    top_index = jnp.argmax(masked, axis=axis, keepdims=True)
+    is_top = lax.broadcasted_iota(top_index.dtype, logits.shape, axis) == top_index
+    d_top = jnp.sum(jnp.where(is_top, d_logits, 0), axis=axis, keepdims=True)
+    relative = jnp.where(keep & ~is_top, d_logits - d_top, 0)
+    d_log_p = relative - jnp.sum(p * relative, axis=axis, keepdims=True)
+    # Rows with a +inf logit are constant (their limit), and masked entries too.
+    constant = jnp.isposinf(jnp.max(masked, axis=axis, keepdims=True)) | ~keep
+    return log_p, jnp.where(constant, 0, d_log_p)
 
 
 def keep_mask(where: jax.Array | None, shape: tuple[int, ...]) -> jax.Array:

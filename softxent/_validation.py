@@ -25,8 +25,9 @@ def compute_dtype(*dtypes: jnp.dtype) -> jnp.dtype:
     result = jnp.dtype(jnp.float32)
     for d in dtypes:
         d = jnp.dtype(d)
-        if jnp.issubdtype(d, jnp.floating) and d not in _LOW_PRECISION:
-            result = jnp.promote_types(result, d)
+        # Chosen by width, not jnp.promote_types, which strict promotion forbids.
+        if jnp.issubdtype(d, jnp.floating) and d.itemsize > result.itemsize:
+            result = d
     return result
 
 
@@ -115,7 +116,9 @@ def check_targets(
       (1, 3)
     """
     if kind not in ("distribution", "multilabel"):
-        raise ValueError(f"check_targets: kind must be 'distribution' or 'multilabel', got {kind!r}")
+        raise ValueError(
+            f"check_targets: kind must be 'distribution' or 'multilabel', got {kind!r}"
+        )
     if not atol >= 0:
         raise ValueError(f"check_targets: atol must be >= 0, got {atol!r}")
     arr = np.asarray(targets)

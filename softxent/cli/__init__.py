@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 # Order here is the order in `softxent --help`.
-COMMANDS: tuple[str, ...] = ("losses", "demo")
+COMMANDS: tuple[str, ...] = ("losses", "demo", "prove", "catalogue", "verify", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,3 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away; silence the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"softxent demo: --steps must be >= 1, got {args.steps}")
     from .. import list_losses
 
-    print("Where gradient descent (adam, lr 0.05, %d steps) drives p = link(z)" % args.steps)
+    print(f"Where gradient descent (adam, lr 0.05, {args.steps} steps) drives p = link(z)")
     print(f"  softmax losses: target q = {list(DISTRIBUTION)}")
     print(f"  sigmoid / elementwise losses: per-component targets q = {list(MULTILABEL)}\n")
     print(f"  {'loss':<30} {'final p':<28} max|p - q|")

@@ -42,11 +42,17 @@ def prepare(
     check_same_shape(fn, predictions_name, predictions, targets_name, targets)
     if axis is not None:
         axis = check_axis(fn, axis, predictions.ndim)
+    dtype = compute_dtype(predictions.dtype, targets.dtype)
+    predictions, targets = predictions.astype(dtype), targets.astype(dtype)
     if where is not None:
         where = jnp.asarray(where)
         check_where(fn, where, predictions.shape)
-    dtype = compute_dtype(predictions.dtype, targets.dtype)
-    return predictions.astype(dtype), targets.astype(dtype), axis, where, dtype
+        # Masked entries must not reach the loss at all: a discarded branch that
+        # holds an infinity still turns a zero cotangent into NaN (0 * inf).
+        targets = jnp.where(where, targets, 0)
+        if axis is None:
+            predictions = jnp.where(where, predictions, 0)
+    return predictions, targets, axis, where, dtype
 
 
 def as_param(value: Any, dtype: jnp.dtype) -> jax.Array:

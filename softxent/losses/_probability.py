@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 from jax.typing import ArrayLike
 
-from .._numerics import masked_sum, safe_log, safe_log1m, xlogy
+from .._numerics import masked_sum, xlog1mp, xlogp
 from .._registry import register_loss
 from ._common import prepare
 
@@ -62,7 +62,7 @@ def binary_cross_entropy(
     probs, targets, _, where, _ = prepare(
         name, probs, targets, None, where, predictions_name="probs"
     )
-    loss = -(xlogy(targets, safe_log(probs)) + xlogy(1 - targets, safe_log1m(probs)))
+    loss = -(xlogp(targets, probs) + xlog1mp(1 - targets, probs))
     return loss if where is None else jax.numpy.where(where, loss, 0)
 
 
@@ -110,4 +110,4 @@ def cross_entropy(
     probs, targets, axis, where, _ = prepare(
         name, probs, targets, axis, where, predictions_name="probs"
     )
-    return masked_sum(-xlogy(targets, safe_log(probs)), axis, where)
+    return masked_sum(-xlogp(targets, probs), axis, where)

@@ -12,12 +12,23 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from .._numerics import keep_mask, log1mexp, masked_log_softmax, masked_sum, safe_log, xlogx, xlogy
+from .._numerics import (
+    expm1,
+    keep_mask,
+    log1mexp,
+    masked_log_softmax,
+    masked_sum,
+    safe_log,
+    xlogx,
+    xlogy,
+)
 from .._registry import Param, register_loss
 from ._common import as_param, prepare
 from ._fused import softmax_target_loss
 
-_SMOOTHING = Param("label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes")
+_SMOOTHING = Param(
+    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
+)
 
 
 def _smooth(targets: jax.Array, keep: jax.Array, alpha: jax.Array, axis: int) -> jax.Array:
@@ -135,8 +146,8 @@ def kl_divergence(
     Example:
       >>> import jax.numpy as jnp, softxent
       >>> q = jnp.array([0.3, 0.5, 0.2])
-      >>> round(float(softxent.kl_divergence(jnp.log(q), q)), 6)
-      0.0
+      >>> abs(float(softxent.kl_divergence(jnp.log(q), q))) < 1e-6
+      True
 
     References:
       Kullback and Leibler, On Information and Sufficiency, Ann. Math. Stat. 1951.
@@ -181,7 +192,7 @@ def reverse_kl_divergence(
       >>> import jax.numpy as jnp, softxent
       >>> q = jnp.array([0.3, 0.5, 0.2])
       >>> round(float(softxent.reverse_kl_divergence(jnp.zeros(3), q)), 4)
-      0.0689
+      0.0702
 
     References:
       Minka, Divergence measures and message passing, MSR-TR-2005-173.
@@ -455,7 +466,7 @@ def generalized_cross_entropy(
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     k = as_param(k, dtype)
     log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(targets * (-jnp.expm1(k * log_p) / k), axis, where)
+    return masked_sum(targets * (-expm1(k * log_p) / k), axis, where)
 
 
 @register_loss(

@@ -1,0 +1,99 @@
+"""Where each loss drives the prediction for a soft target, from the symbolic results.
+
+For every registry loss: the minimiser p* for --target (closed form, or the
+SymPy stationarity condition solved numerically; never an optimiser run on the
+JAX loss), whether it is strictly proper, the bias p* − q, the inverse map back
+to q, and convexity in p and in the logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+
+HELP = "minimiser, properness, bias, inverse map and convexity of every loss"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="0.2,0.3,0.5",
+                        help="comma-separated soft target (default 0.2,0.3,0.5)")
+    parser.add_argument("--set", action="append", default=[], metavar="LOSS.PARAM=VALUE",
+                        help="override a parameter, e.g. focal_cross_entropy.gamma=1")
+    parser.add_argument("--loss", action="append", help="only this loss (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def _fail(message: str) -> int:
+    print(f"softxent catalogue: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
+    """``LOSS.PARAM=VALUE`` strings, checked against the registry (ValueError if bad)."""
+    from .._registry import get_loss, loss_names
+
+    overrides: dict[str, dict[str, float]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        loss, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"--set expects LOSS.PARAM=VALUE, got {item!r}")
+        if loss not in loss_names():
+            close = difflib.get_close_matches(loss, loss_names(), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"--set {item!r}: unknown loss {loss!r}{hint}")
+        spec = get_loss(loss)
+        try:
+            definition = spec.param(param)
+        except KeyError as err:
+            raise ValueError(f"--set {item!r}: {err.args[0]}") from None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {param} expects a number, got {raw!r}") from None
+        definition.validate(loss, value)
+        overrides.setdefault(loss, {})[param] = value
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._registry import get_loss, list_losses
+    from ..symbolic._catalogue import entry
+
+    try:
+        target = [float(v) for v in args.target.split(",")]
+    except ValueError:
+        return _fail(f"--target expects comma-separated numbers, got {args.target!r}")
+    try:
+        overrides = parse_overrides(args.set)
+        for name in args.loss or []:
+            get_loss(name)
+    except (ValueError, KeyError) as err:
+        return _fail(str(err.args[0]))
+    rows = []
+    for spec in list_losses():
+        if args.loss and spec.name not in args.loss:
+            continue
+        try:
+            rows.append(entry(spec.name, target, overrides.get(spec.name)))
+        except ValueError as err:
+            return _fail(str(err))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"Catalogue for the soft target q = {target}")
+    for row in rows:
+        params = ", ".join(f"{k}={v:g}" for k, v in row["params"].items() if v is not None)
+        p_star = "[" + ", ".join(f"{v:.4f}" for v in row["minimizer"]) + "]"
+        bias = max(abs(v) for v in row["bias"])
+        print(f"\n{row['loss']}" + (f" ({params})" if params else ""))
+        print(f"  proper: {'yes' if row['proper'] else 'no'}   p* = {p_star}   "
+              f"max|p* − q| = {bias:.4f}")
+        print(f"  {row['method']}")
+        if row["inverse"]:
+            print(f"  inverse: {row['inverse']} (recovers q to {row['inverse_error']:.1e})")
+        print(f"  convex in p: {row['convex_in_p']}")
+        print(f"  convex in z: {row['convex_in_z']}")
+    return 0

@@ -1,0 +1,115 @@
+"""The outcome of a run and writing it to ``<out>/<name>-<timestamp>/`` atomically."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._config import dumps
+
+
+@dataclasses.dataclass
+class Result:
+    """What a kind's ``train`` returns.
+
+    Attributes:
+      config: the resolved config that produced it.
+      metrics: rows of ``metrics.csv`` (one dict per loss and logged step).
+      summary: per loss label, the final numbers (``summary.json``).
+      arrays: whatever the kind's ``figures`` needs (trajectories, targets, ...).
+      devices: the devices the work ran on.
+    """
+
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, dict[str, Any]]
+    arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+    devices: list[str] = dataclasses.field(default_factory=list)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def metadata(result: Result) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import jax
+
+    import softxent
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "softxent": softxent.__version__,
+        "jax": jax.__version__,
+        "jaxlib": ver("jaxlib"),
+        "optax": ver("optax"),
+        "devices": result.devices,
+        "backend": jax.default_backend(),
+        "seed": result.config["seed"],
+        "git_commit": _git_commit(),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write(result: Result, out: str | Path,
+          figures: Callable[[Result, Path], list[str]] | None = None) -> Path:
+    """Write everything to a temporary sibling folder, then rename it into place.
+
+    A failure at any point removes the temporary folder, so no folder that looks
+    complete is ever left behind.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
+    final = out / f"{result.config['name']}-{stamp}"
+    n = 1
+    while final.exists():
+        n += 1
+        final = out / f"{result.config['name']}-{stamp}-{n}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=out))
+    try:
+        (tmp / "config.toml").write_text(dumps(result.config))
+        (tmp / "metadata.json").write_text(json.dumps(metadata(result), indent=2) + "\n")
+        _write_csv(tmp / "metrics.csv", result.metrics)
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+        if figures is not None and result.config["figures"]:
+            (tmp / "figures").mkdir()
+            figures(result, tmp / "figures")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,190 @@
+"""Every loss over the edge-case grid, in every dtype.
+
+The rule tested: the value is never NaN, and wherever it is finite the gradient
+(reverse mode), the forward-mode Jacobian and the Hessian are finite too, with
+respect to the predictions, and the gradient with respect to the targets.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import softxent
+from tests import _grid
+
+DTYPES = [jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16]
+SPECS = softxent.list_losses()
+
+
+def _row_fn(spec):
+    if spec.reduction == "class":
+        return lambda x, t, m: spec.fn(x, t, where=m)
+    return lambda x, t, m: jnp.sum(spec.fn(x, t, where=m))
+
+
+def _inputs(spec):
+    """Predictions, targets and masks for ``spec`` over its grid (float64)."""
+    if spec.reduction == "class":
+        logits, targets, masks, labels = _grid.class_grid()
+        if spec.input == "probabilities":
+            probs = np.array([_grid.CLASS_TARGETS[k] for k in _grid.CLASS_TARGETS])
+            n = len(targets) // len(probs) + 1
+            logits = np.tile(probs, (n, 1))[: len(targets)]
+        if spec.targets == "logits":  # distillation: the teacher's logits are log q
+            with np.errstate(divide="ignore"):
+                targets = np.log(targets)
+        return logits, targets, masks, labels
+    predictions = _grid.PROBS if spec.input == "probabilities" else _grid.ELEMENT_LOGITS
+    x, y, labels = _grid.element_grid(predictions)
+    return x, y, np.ones_like(x, dtype=bool), labels
+
+
+@functools.cache
+def _compiled(name):
+    spec = softxent.get_loss(name)
+    f = _row_fn(spec)
+    return {
+        "value": jax.jit(jax.vmap(f)),
+        "grad": jax.jit(jax.vmap(jax.grad(f))),
+        "jacfwd": jax.jit(jax.vmap(jax.jacfwd(f))),
+        "hessian": jax.jit(jax.vmap(jax.hessian(f))),
+        "grad_targets": jax.jit(jax.vmap(jax.grad(f, argnums=1))),
+    }
+
+
+def _representable(reference: np.ndarray, dtype) -> np.ndarray:
+    """Where the float64 derivative fits in ``dtype`` (else inf is the right answer)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(reference) & (np.abs(reference) <= float(jnp.finfo(dtype).max))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_no_nan_and_finite_derivatives(spec, dtype):
+    x, t, m, labels = _inputs(spec)
+    x = jnp.asarray(x).astype(dtype)
+    target_dtype = jnp.float64 if dtype == jnp.float64 else jnp.float32
+    t = jnp.asarray(t).astype(target_dtype)
+    if spec.targets == "logits":
+        t = t.astype(dtype)
+    m = jnp.asarray(m)
+    fns = _compiled(spec.name)
+
+    value = np.asarray(fns["value"](x, t, m), dtype=np.float64)
+    nan_rows = [labels[i] for i in np.flatnonzero(np.isnan(value))]
+    assert not nan_rows, f"{spec.name} gives NaN at: {nan_rows[:5]}"
+    finite = np.isfinite(value)
+    assert finite.sum() >= len(value) // 2, "the grid should be mostly finite"
+
+    # The same (rounded) inputs in float64, to tell a true overflow from a failure.
+    wide = [jnp.asarray(a).astype(jnp.float64) for a in (x, t)]
+    for kind in ("grad", "jacfwd", "hessian", "grad_targets"):
+        d = np.asarray(fns[kind](x, t, m), dtype=np.float64).reshape(len(value), -1)
+        reference = np.asarray(fns[kind](*wide, m)).reshape(len(value), -1)
+        nan = np.any(np.isnan(d), axis=1)
+        bad = [labels[i] for i in np.flatnonzero(finite & nan)]
+        assert not bad, f"{spec.name}: NaN {kind} where the value is finite: {bad[:5]}"
+        should_be_finite = _representable(reference, dtype)
+        overflow = np.any(should_be_finite & ~np.isfinite(d), axis=1)
+        bad = [labels[i] for i in np.flatnonzero(finite & overflow)]
+        assert not bad, f"{spec.name}: non-finite {kind} where the value is finite: {bad[:5]}"
+
+
+CLASS_LOGIT_SPECS = [s for s in SPECS if s.reduction == "class" and s.input == "logits"]
+
+
+def _teacher_or_targets(spec, q):
+    if spec.targets == "logits":
+        with np.errstate(divide="ignore"):
+            return jnp.log(jnp.asarray(q))
+    return jnp.asarray(q)
+
+
+@pytest.mark.parametrize("spec", CLASS_LOGIT_SPECS, ids=lambda s: s.name)
+def test_neg_inf_logit_with_zero_target_equals_loss_on_other_classes(spec):
+    z = jnp.array(_grid.CLASS_LOGITS["neg_inf"])
+    q = np.array(_grid.CLASS_TARGETS["zero_at_1"])
+    keep = np.array([0, 2, 3])
+    full = spec.fn(z, _teacher_or_targets(spec, q))
+    reduced = spec.fn(z[keep], _teacher_or_targets(spec, q[keep]))
+    np.testing.assert_allclose(full, reduced, rtol=1e-12, atol=0)
+    assert np.isfinite(full)
+
+
+@pytest.mark.parametrize("spec", CLASS_LOGIT_SPECS, ids=lambda s: s.name)
+def test_pos_inf_logit_with_matching_one_hot_target_is_zero(spec):
+    z = jnp.array(_grid.CLASS_LOGITS["pos_inf"])
+    q = np.array(_grid.CLASS_TARGETS["one_hot_0"])
+    value = spec.fn(z, _teacher_or_targets(spec, q))
+    assert float(value) == 0.0
+    grad = jax.grad(lambda z: spec.fn(z, _teacher_or_targets(spec, q)))(z)
+    np.testing.assert_array_equal(grad, np.zeros(4))
+
+
+@pytest.mark.parametrize("spec", CLASS_LOGIT_SPECS, ids=lambda s: s.name)
+def test_fully_masked_row_is_zero_with_zero_gradient(spec):
+    z = jnp.array(_grid.CLASS_LOGITS["finite"])
+    q = np.array(_grid.CLASS_TARGETS["soft"])
+    where = jnp.zeros(4, dtype=bool)
+    f = lambda z: spec.fn(z, _teacher_or_targets(spec, q), where=where)
+    assert float(f(z)) == 0.0
+    np.testing.assert_array_equal(jax.grad(f)(z), np.zeros(4))
+    np.testing.assert_array_equal(jax.hessian(f)(z), np.zeros((4, 4)))
+
+
+def test_cross_entropy_is_infinite_exactly_where_a_positive_target_has_zero_probability():
+    z = jnp.array(_grid.CLASS_LOGITS["neg_inf"])
+    assert float(softxent.softmax_cross_entropy(z, jnp.array([0.25, 0.25, 0.25, 0.25]))) == np.inf
+    assert np.isfinite(float(softxent.softmax_cross_entropy(z, jnp.array([0.5, 0.0, 0.25, 0.25]))))
+    # Label smoothing on a masked class: optax returns inf, softxent excludes the class.
+    mask = jnp.array([True, False, True, True])
+    smoothed = softxent.softmax_cross_entropy(
+        z, jnp.array([0.5, 0.0, 0.25, 0.25]), where=mask, label_smoothing=0.1
+    )
+    assert np.isfinite(float(smoothed))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [(np.inf, 1.0, 0.0), (-np.inf, 0.0, 0.0), (np.inf, 0.0, np.inf), (-np.inf, 1.0, np.inf),
+     (-np.inf, 0.5, np.inf), (0.0, 0.5, np.log(2.0))],
+)
+def test_sigmoid_bce_at_infinite_logits(x, y, expected):
+    value = softxent.sigmoid_binary_cross_entropy(jnp.array([x]), jnp.array([y]))
+    np.testing.assert_allclose(value, [expected], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("p", "q", "expected"), [(0.0, 0.0, 0.0), (1.0, 1.0, 0.0),
+                                                  (0.0, 0.3, np.inf), (1.0, 0.3, np.inf)])
+def test_binary_cross_entropy_limits(p, q, expected):
+    assert float(softxent.binary_cross_entropy(jnp.array(p), jnp.array(q))) == expected
+
+
+def test_kl_gradient_with_respect_to_zero_target_is_finite_and_exact_elsewhere():
+    z = jnp.array([0.3, -0.2, 1.0])
+    q = jnp.array([0.6, 0.0, 0.4])
+    g = jax.grad(lambda q: softxent.kl_divergence(z, q))(q)
+    log_p = jax.nn.log_softmax(z)
+    # d/dq_i [q_i log q_i - q_i log p_i] = log q_i + 1 - log p_i for q_i > 0.
+    np.testing.assert_allclose(g[jnp.array([0, 2])], (jnp.log(q) + 1 - log_p)[jnp.array([0, 2])],
+                               rtol=1e-12)
+    assert np.isfinite(float(g[1]))
+    # For the cross-entropy the partial derivative at q_i = 0 is exactly -log p_i.
+    gce = jax.grad(lambda q: softxent.softmax_cross_entropy(z, q))(q)
+    np.testing.assert_allclose(gce, -log_p, rtol=1e-12)
+
+
+def test_elementwise_where_masks_value_and_gradient():
+    x = jnp.array([0.5, -jnp.inf, 2.0])
+    y = jnp.array([0.3, 0.7, 1.0])
+    mask = jnp.array([True, False, True])
+    for spec in [s for s in SPECS if s.reduction == "elementwise" and s.input == "logits"]:
+        f = lambda x, spec=spec: jnp.sum(spec.fn(x, y, where=mask))
+        assert np.isfinite(float(f(x))), spec.name
+        g = jax.grad(f)(x)
+        assert float(g[1]) == 0.0 and np.all(np.isfinite(g)), spec.name

@@ -1,0 +1,262 @@
+"""Symbolic verification: twins, the checked-derivation engine, proofs, catalogue, verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+import sympy as sp
+
+import softxent
+from softxent.cli import main as cli
+from softxent.symbolic import Derivation, StepFailed, is_proper, minimizer, twin
+from softxent.symbolic import _proofs
+from softxent.symbolic._catalogue import entry, inverse_map
+from softxent.symbolic._twins import symbols
+from softxent.symbolic._verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = softxent.list_losses()
+
+
+# -- twins ---------------------------------------------------------------------
+
+
+def test_every_registry_loss_has_a_twin():
+    missing = []
+    for spec in SPECS:
+        try:
+            twin(spec.name)
+        except KeyError:
+            missing.append(spec.name)
+    assert not missing, f"losses without a SymPy twin: {missing}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_twin_values_equal_the_jax_values(spec):
+    t = twin(spec.name)
+    params = t.parameters()
+    rng = np.random.default_rng(0)
+    width = 3 if spec.reduction == "class" else 1
+    xs, ts = symbols("x", width, real=True), symbols("t", width, real=True)
+    ax = xs if width > 1 else xs[0]
+    at = ts if width > 1 else ts[0]
+    expr = (t.in_probabilities(ax, at, params) if spec.input == "probabilities"
+            else t.in_logits(ax, at, params))
+    value = sp.lambdify([*xs, *ts], expr, "mpmath")
+    for _ in range(5):
+        if spec.input == "probabilities":
+            x = rng.dirichlet(np.ones(width)) if width > 1 else rng.random(1)
+        else:
+            x = rng.normal(0, 3, width)
+        tgt = (rng.normal(0, 2, width) if spec.targets == "logits"
+               else rng.dirichlet(np.ones(width)) if width > 1 else rng.random(1))
+        ours = float(jnp.sum(spec.fn(jnp.asarray(x), jnp.asarray(tgt))))
+        reference = float(value(*x, *tgt))
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-14)
+
+
+# -- the engine ------------------------------------------------------------------
+
+p, q = sp.symbols("p q", positive=True)
+
+
+def test_a_wrong_identity_raises():
+    d = Derivation("broken")
+    with pytest.raises(StepFailed, match="could not reduce"):
+        d.identity("a wrong factorisation", -q / p + (1 - q) / (1 - p), (p - q) / (p * (1 + p)))
+    assert d.steps == []
+
+
+def test_a_wrong_derivative_solution_sign_and_check_raise():
+    d = Derivation("broken")
+    with pytest.raises(StepFailed):
+        d.derivative("wrong", sp.log(p), p, 1 / p**2)
+    with pytest.raises(StepFailed):
+        d.solution("wrong root", p - q, p, [2 * q])
+    with pytest.raises(StepFailed, match="cannot establish"):
+        d.sign("not decidable as positive", p - q, "positive")
+    with pytest.raises(StepFailed):
+        d.holds("false", lambda: sp.Integer(1) > 2)
+
+
+def test_checked_steps_render_in_three_formats():
+    d = _proofs.binary_cross_entropy()
+    text, latex, markdown = d.render("text"), d.render("latex"), d.render("markdown")
+    assert "p = q" in text and "unique global minimum" in text
+    assert "\\frac{p - q}{p \\left(1 - p\\right)}" in latex
+    assert "$$" in markdown and markdown.startswith("## ")
+    with pytest.raises(ValueError, match="format must be"):
+        d.render("html")
+
+
+@pytest.mark.parametrize("name", list(_proofs.PROOFS))
+def test_every_proof_checks(name):
+    d = _proofs.PROOFS[name]()
+    assert len(d.steps) >= 5
+
+
+def test_proof_script_runs_and_prints_the_note():
+    out = subprocess.run([sys.executable, str(ROOT / "proofs" / "binary_cross_entropy.py")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "The derivative vanishes only at p = q" in out.stdout
+
+
+def test_a_deliberately_broken_step_makes_the_script_exit_1(monkeypatch, capsys):
+    def broken():
+        d = Derivation("Binary cross-entropy, with a wrong step")
+        H = -(q * sp.log(p) + (1 - q) * sp.log(1 - p))
+        d.identity("a factorisation with a sign error", sp.diff(H, p), (q - p) / (p * (1 - p)))
+        return d
+
+    monkeypatch.setitem(_proofs.PROOFS, "binary_cross_entropy", broken)
+    assert _proofs.script_main(["binary_cross_entropy"], []) == 1
+    assert "FAILED" in capsys.readouterr().err
+    assert cli(["prove", "binary_cross_entropy"]) == 1
+
+
+def test_prove_cli_argument_errors(capsys):
+    assert cli(["prove"]) == 2
+    assert cli(["prove", "nonexistent"]) == 2
+    assert "unknown proof 'nonexistent'" in capsys.readouterr().err
+
+
+def test_bce_on_softmax_counterexample_is_not_the_target():
+    d = _proofs.bce_on_softmax()
+    text = d.render("text")
+    assert "Counterexample" in text and "not q" in text
+
+
+# -- catalogue ---------------------------------------------------------------------
+
+PROPER_AT_DEFAULTS = {
+    "binary_cross_entropy", "cross_entropy", "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy", "kl_divergence", "reverse_kl_divergence", "js_divergence",
+    "brier_score", "distillation_loss",
+}
+
+
+def test_properness_at_defaults():
+    assert {s.name for s in SPECS if is_proper(s.name)} == PROPER_AT_DEFAULTS
+
+
+def test_properness_depends_on_parameters():
+    assert not is_proper("softmax_cross_entropy", {"label_smoothing": 0.1})
+    assert not is_proper("sigmoid_binary_cross_entropy", {"pos_weight": 2.0})
+    assert is_proper("focal_cross_entropy", {"gamma": 0.0})
+    assert is_proper("poly1_cross_entropy", {"epsilon": 0.0})
+    assert not is_proper("generalized_cross_entropy", {"k": 0.1})
+
+
+TARGETS = {2: [[0.3, 0.7], [0.05, 0.95], [0.5, 0.5]],
+           3: [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.05, 0.15, 0.8]]}
+
+
+def _numerical_minimiser(spec, q):
+    """Minimise the shipped JAX loss over free logits with SciPy (independent of SymPy)."""
+    q = jnp.asarray(q)
+    link = jax.nn.softmax if spec.reduction == "class" else jax.nn.sigmoid
+
+    def objective(z):
+        z = jnp.asarray(z)
+        if spec.targets == "logits":
+            value = spec.fn(z, jnp.log(q))
+        elif spec.input == "probabilities":
+            value = spec.fn(link(z), q)
+        else:
+            value = spec.fn(z, q)
+        return jnp.sum(value)
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    result = scipy.optimize.minimize(
+        lambda z: tuple(np.asarray(v, dtype=np.float64) for v in value_and_grad(z)),
+        np.zeros(len(q)), jac=True, method="BFGS", options={"gtol": 1e-12, "maxiter": 5000})
+    return np.asarray(link(jnp.asarray(result.x)))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_catalogue_minimiser_agrees_with_numerical_minimisation(spec, k):
+    for target in TARGETS[k]:
+        symbolic = minimizer(spec.name, target)
+        numeric = _numerical_minimiser(spec, target)
+        np.testing.assert_allclose(symbolic, numeric, atol=1e-6,
+                                   err_msg=f"{spec.name}, target {target}")
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("softmax_cross_entropy", {"label_smoothing": 0.2}),
+    ("sigmoid_binary_cross_entropy", {"pos_weight": 3.0, "label_smoothing": 0.1}),
+    ("focal_cross_entropy", {"gamma": 1.0}),
+    ("poly1_cross_entropy", {"epsilon": -0.5}),
+    ("generalized_cross_entropy", {"k": 0.4}),
+])
+def test_inverse_maps_recover_the_target(name, params):
+    q = np.array([0.2, 0.3, 0.5])
+    recovered = inverse_map(name, minimizer(name, q, params), params)
+    np.testing.assert_allclose(recovered, q, atol=1e-12)
+
+
+def test_minimizer_rejects_bad_targets_and_names():
+    with pytest.raises(ValueError, match="must sum to 1"):
+        minimizer("kl_divergence", [0.2, 0.2])
+    with pytest.raises(KeyError, match="unknown loss"):
+        minimizer("kl_divergance", [0.5, 0.5])
+    with pytest.raises(KeyError, match="no parameter"):
+        minimizer("focal_cross_entropy", [0.5, 0.5], {"gama": 1.0})
+
+
+def test_catalogue_json(capsys):
+    assert cli(["catalogue", "--json", "--target", "0.2,0.3,0.5",
+                "--set", "softmax_cross_entropy.label_smoothing=0.1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["loss"] for r in rows] == softxent.loss_names()
+    for row in rows:
+        assert {"loss", "params", "proper", "minimizer", "bias", "convex_in_p",
+                "convex_in_z"} <= set(row)
+        assert len(row["minimizer"]) == 3
+    ce = next(r for r in rows if r["loss"] == "softmax_cross_entropy")
+    assert ce["params"] == {"label_smoothing": 0.1} and ce["proper"] is False
+    np.testing.assert_allclose(ce["minimizer"], [0.9 * 0.2 + 0.1 / 3, 0.9 * 0.3 + 0.1 / 3,
+                                                 0.9 * 0.5 + 0.1 / 3])
+    assert entry("kl_divergence", [0.5, 0.5])["convex_in_z"].startswith("yes")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("focal_cross_entropy.gama=1", "has no parameter 'gama'"),
+    ("focal_cros_entropy.gamma=1", "did you mean 'focal_cross_entropy'"),
+    ("focal_cross_entropy.gamma=-1", "gamma must be in [0, inf), got -1"),
+    ("focal_cross_entropy.gamma=abc", "expects a number"),
+    ("gamma=1", "LOSS.PARAM=VALUE"),
+])
+def test_catalogue_set_errors_exit_2(override, message, capsys):
+    assert cli(["catalogue", "--set", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+# -- verify --------------------------------------------------------------------------
+
+
+def test_verify_passes_on_every_loss_and_reports_errors():
+    results = verify(points=150, workers=2)
+    assert {r.loss for r in results} == set(softxent.loss_names())
+    for r in results:
+        assert r.passed, r
+        assert r.max_abs_err >= 0 and r.max_rel_err >= 0
+
+
+def test_verify_cli_json_and_errors(capsys):
+    assert cli(["verify", "--points", "50", "--loss", "kl_divergence", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["loss"] == "kl_divergence"
+    assert {"loss", "points", "max_abs_err", "max_rel_err"} <= set(rows[0])
+    assert cli(["verify", "--points", "0"]) == 2
+    assert cli(["verify", "--loss", "nope"]) == 2
