@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     for item in _bench.run_bench(shapes=shapes, repeats=args.repeats):
         if isinstance(item, float):
             bandwidth = item
-            if not args.json:
+            if args.json:  # stdout stays pure JSON
+                print(f"copy bandwidth: {bandwidth / 1e9:.2f} GB/s", file=sys.stderr)
+            else:
                 print(f"copy bandwidth: {bandwidth / 1e9:.2f} GB/s; medians of {args.repeats} runs")
                 print(
                     f"{'loss':30} {'impl':9} {'n':>5} {'v':>6} {'dtype':8} {'median ms':>10} "
