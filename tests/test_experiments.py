@@ -149,3 +149,34 @@ def test_four_devices_give_the_same_numbers_as_one(tiny, tmp_path):
     assert len(devices_one) == 1 and len(devices_four) == 4
     assert one.shape == four.shape == (2, 21, 3)
     np.testing.assert_allclose(four, one, rtol=0, atol=1e-12)
+
+
+def test_distillation_on_digits_halves_the_gap_to_the_teacher(tmp_path):
+    """A small, fast version of experiments/configs/distill_digits.toml."""
+    from softxent.experiments import get_kind, load
+
+    config = load(ROOT / "experiments" / "configs" / "distill_digits.toml",
+                  ["distillation.seeds=2", "optimizer.steps=300", "optimizer.log_every=100",
+                   "distillation.teacher_hidden=32"])
+    result = get_kind("distillation").train(config)
+    summary = result.summary
+    assert summary["teacher"]["accuracy"]["mean"] > 0.9
+    assert summary["student_distilled"]["accuracy"]["mean"] > 0.85
+    # Distillation moves the student towards the teacher's distribution.
+    assert (summary["student_distilled"]["kl_to_teacher"]["mean"]
+            < summary["student_hard"]["kl_to_teacher"]["mean"])
+    assert {row["model"] for row in result.metrics} == {"teacher", "student_hard",
+                                                        "student_distilled"}
+    paths = get_kind("distillation").figures(result, tmp_path)
+    assert (tmp_path / paths[0]).stat().st_size > 10_000
+
+
+def test_distillation_config_errors():
+    from softxent.experiments import ConfigError, load
+
+    with pytest.raises(ConfigError, match="exactly one"):
+        load(ROOT / "experiments" / "configs" / "distill_digits.toml",
+             ["losses=[{name='kl_divergence'}]"])
+    with pytest.raises(ConfigError, match=r"distillation.hard_weight.*\[0, 1\]"):
+        load(ROOT / "experiments" / "configs" / "distill_digits.toml",
+             ["distillation.hard_weight=1.5"])

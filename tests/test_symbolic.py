@@ -16,8 +16,7 @@ import sympy as sp
 
 import softxent
 from softxent.cli import main as cli
-from softxent.symbolic import Derivation, StepFailed, is_proper, minimizer, twin
-from softxent.symbolic import _proofs
+from softxent.symbolic import Derivation, StepFailed, _proofs, is_proper, minimizer, twin
 from softxent.symbolic._catalogue import entry, inverse_map
 from softxent.symbolic._twins import symbols
 from softxent.symbolic._verify import verify
@@ -260,3 +259,16 @@ def test_verify_cli_json_and_errors(capsys):
     assert {"loss", "points", "max_abs_err", "max_rel_err"} <= set(rows[0])
     assert cli(["verify", "--points", "0"]) == 2
     assert cli(["verify", "--loss", "nope"]) == 2
+
+
+def test_verify_catches_a_perturbed_gradient(monkeypatch):
+    import dataclasses
+
+    from softxent.symbolic import _verify
+
+    spec = softxent.get_loss("kl_divergence")
+    off = dataclasses.replace(spec, fn=lambda z, q, **kw: spec.fn(z, q, **kw) * (1 + 1e-6))
+    monkeypatch.setattr(_verify, "list_losses", lambda: [off])
+    (result,) = _verify.verify(points=40, workers=1)
+    assert not result.passed
+    assert 5e-7 < result.max_rel_err < 2e-6

@@ -34,6 +34,7 @@ from ._results import Result as Result
 KINDS: dict[str, str] = {
     "fixed_point": "softxent.experiments.fixed_point",
     "model": "softxent.experiments.model",
+    "distillation": "softxent.experiments.distillation",
 }
 
 

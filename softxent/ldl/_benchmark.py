@@ -1,0 +1,120 @@
+"""K-fold cross-validation on an LDL dataset: softxent's models and the SciPy peer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .._registry import LossSpec, get_loss
+from ._data import LDLData
+from ._metrics import MEASURES, score
+
+
+def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
+    """The fold of each row: a seeded permutation dealt round-robin."""
+    if not 2 <= folds <= n:
+        raise ValueError(f"folds must be between 2 and the number of rows ({n}), got {folds}")
+    order = np.random.default_rng(seed).permutation(n)
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.arange(n) % folds
+    return fold
+
+
+def _standardisation(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fold mean and scale of the features over that fold's training rows."""
+    weights = train / train.sum(axis=1, keepdims=True)
+    mean = weights @ x
+    var = weights @ (x * x) - mean * mean
+    scale = np.sqrt(np.maximum(var, 0))
+    return mean, np.where(scale > 1e-12, scale, 1.0)
+
+
+def softmax_loss(name: str) -> LossSpec:
+    """A registry loss usable to fit a distribution: softmax link, probability targets."""
+    spec = get_loss(name)
+    if spec.link != "softmax" or spec.targets != "probabilities" or spec.input != "logits":
+        raise ValueError(f"--loss {name!r} cannot fit a label distribution: it needs a softmax "
+                         f"loss on logits with probability targets (this one is "
+                         f"{spec.input}/{spec.link}, targets {spec.targets})")
+    return spec
+
+
+def _summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {m: {"mean": float(np.mean([f[m] for f in per_fold])),
+                "std": float(np.std([f[m] for f in per_fold]))} for m in MEASURES}
+
+
+def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_divergence",
+                   folds: int = 10, seed: int = 0, max_iter: int = 500, gtol: float = 1e-7,
+                   standardize: bool | None = None, dtype: str = "float64") -> dict[str, Any]:
+    """Train every fold at once (jitted, vmapped) and report the six measures.
+
+    ``standardize`` (default: off for maxent, on for the MLP) scales features
+    with each training fold's statistics. Geng's maxent model is fitted on the
+    features as given: on Movie's sparse bag-of-words features, standardising
+    inflates rare words and the unregularised fit overfits them (KL 0.1268
+    against 0.1192 as given, measured on the shared data).
+
+    The result matches ``softxent ldl --json``: dataset, n, d, k, folds, model,
+    loss, seconds, and metrics as {name: {mean, std}} over folds (std with
+    ddof = 0, as NumPy and PyLDL compute it).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from ._models import MODELS, fit_maxent, fit_mlp
+
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    spec = softmax_loss(loss)
+    start = time.perf_counter()
+    fold = fold_assignment(data.n, folds, seed)
+    train = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float64)
+    if standardize is None:
+        standardize = model != "maxent"
+    if standardize:
+        mean, scale = _standardisation(data.features, train)
+    else:
+        mean, scale = np.zeros((folds, data.d)), np.ones((folds, data.d))
+    x, targets = jnp.asarray(data.features, dtype), jnp.asarray(data.labels, dtype)
+    mean, scale = jnp.asarray(mean, dtype), jnp.asarray(scale, dtype)
+    arrays = (x, targets, jnp.asarray(train, dtype), mean, scale)
+    if model == "maxent":
+        fit = jax.jit(lambda *a: fit_maxent(spec, *a, max_iter=max_iter, gtol=gtol))
+        params = fit(*arrays)
+    else:
+        fit = jax.jit(lambda *a: fit_mlp(spec, *a, key=jax.random.key(seed)))
+        params = fit(*arrays)
+    logits_fn = MODELS[model]
+    predict = jax.jit(jax.vmap(lambda p, m, s: jax.nn.softmax(logits_fn(p, x, m, s))))
+    predictions = np.asarray(predict(params, mean, scale), dtype=np.float64)
+    seconds = time.perf_counter() - start
+    per_fold = [score(data.labels[fold == f], predictions[f][fold == f]) for f in range(folds)]
+    return {
+        "dataset": data.name, "n": data.n, "d": data.d, "k": data.k, "folds": folds,
+        "model": model, "loss": loss, "seconds": seconds, "metrics": _summary(per_fold),
+        "dtype": dtype, "standardize": standardize,
+    }
+
+
+def cross_validate_peer(data: LDLData, *, folds: int = 10, seed: int = 0) -> dict[str, Any]:
+    """The same folds, fitted by the SciPy SA-BFGS peer exactly as PyLDL runs it."""
+    from ._peer import fit_sa_bfgs, predict_sa_bfgs
+
+    start = time.perf_counter()
+    fold = fold_assignment(data.n, folds, seed)
+    per_fold = []
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        weights = fit_sa_bfgs(data.features[tr], data.labels[tr], seed=seed + f)
+        predicted = predict_sa_bfgs(weights, data.features[te])
+        per_fold.append(score(data.labels[te], predicted))
+    return {
+        "dataset": data.name, "n": data.n, "d": data.d, "k": data.k, "folds": folds,
+        "model": "SA-BFGS (SciPy L-BFGS-B, PyLDL's setting)", "loss": "kl_divergence",
+        "seconds": time.perf_counter() - start, "metrics": _summary(per_fold),
+    }

@@ -1,0 +1,169 @@
+"""Label distribution learning: loader errors, the six measures, cross-validation, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from softxent.cli import main as cli
+from softxent.ldl import (
+    LDLDataError,
+    cross_validate,
+    cross_validate_peer,
+    fold_assignment,
+    load_mat,
+    score,
+)
+from softxent.ldl import _metrics as metrics
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ldl"
+
+
+def _write(path: Path, **arrays) -> Path:
+    scipy.io.savemat(str(path), arrays)
+    return path
+
+
+def _synthetic(tmp_path: Path, n: int = 80, d: int = 5, k: int = 3, seed: int = 0) -> Path:
+    """Label distributions drawn from a known maximum-entropy model."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, d))
+    logits = x @ rng.normal(0, 3, (d, k))
+    labels = np.exp(logits - logits.max(1, keepdims=True))
+    labels /= labels.sum(1, keepdims=True)
+    return _write(tmp_path / "synthetic.mat", features=x, labels=labels)
+
+
+# -- loader --------------------------------------------------------------------------
+
+
+def test_load_valid_file(tmp_path):
+    data = load_mat(_synthetic(tmp_path))
+    assert (data.n, data.d, data.k, data.name) == (80, 5, 3, "synthetic")
+    np.testing.assert_allclose(data.labels.sum(1), 1)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"features": np.ones((3, 2))}, "missing 'labels'"),
+    ({"features": np.ones((3, 2)), "labels": np.full((4, 2), 0.5)},
+     "has 3 rows but 'labels' has 4"),
+    ({"features": np.ones((2, 2)), "labels": np.array([[0.5, 0.5], [np.nan, 1.0]])},
+     "'labels' row 1 has non-finite values"),
+    ({"features": np.ones((2, 2)), "labels": np.array([[0.5, 0.5], [1.2, -0.2]])},
+     "'labels' row 1 has negative entries"),
+    ({"features": np.ones((3, 2)), "labels": np.array([[0.5, 0.5], [0.5, 0.5], [0.3, 0.3]])},
+     "'labels' row 2 sums to 0.6, not 1"),
+    ({"features": np.array([[1.0, np.inf]]), "labels": np.array([[0.5, 0.5]])},
+     "'features' row 0 has non-finite values"),
+])
+def test_loader_errors_name_file_problem_and_row(tmp_path, arrays, message):
+    path = _write(tmp_path / "bad.mat", **arrays)
+    with pytest.raises(LDLDataError) as err:
+        load_mat(path)
+    assert message in str(err.value) and "bad.mat" in str(err.value)
+
+
+def test_normalize_renormalises_and_counts(tmp_path):
+    labels = np.array([[0.5, 0.5], [0.2, 0.2], [0.3, 0.9]])
+    path = _write(tmp_path / "off.mat", features=np.ones((3, 1)), labels=labels)
+    data = load_mat(path, normalize=True)
+    assert data.renormalized_rows == 2
+    np.testing.assert_allclose(data.labels, [[0.5, 0.5], [0.5, 0.5], [0.25, 0.75]])
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(LDLDataError, match="no such file"):
+        load_mat(tmp_path / "nope.mat")
+
+
+# -- measures --------------------------------------------------------------------------
+
+U = np.array([[0.5, 0.5], [1.0, 0.0]])
+V = np.array([[0.25, 0.75], [0.5, 0.5]])
+
+
+def test_measures_against_hand_computed_values():
+    # Row 0: u = (1/2, 1/2), v = (1/4, 3/4).
+    assert metrics.chebyshev(U, V)[0] == pytest.approx(0.25)
+    assert metrics.clark(U, V)[0] == pytest.approx(np.sqrt((1 / 3) ** 2 + (1 / 5) ** 2))
+    assert metrics.canberra(U, V)[0] == pytest.approx(1 / 3 + 1 / 5)
+    assert metrics.kl(U, V)[0] == pytest.approx(0.5 * np.log(2) + 0.5 * np.log(2 / 3))
+    assert metrics.cosine(U, V)[0] == pytest.approx(0.5 / (np.sqrt(0.5) * np.sqrt(0.625)))
+    assert metrics.intersection(U, V)[0] == pytest.approx(0.75)
+
+
+def test_zero_entries_are_clipped_as_pyldl_does():
+    # Row 1: u = (1, 0). Clark's second term is ((eps - 1/2)/(eps + 1/2))^2 ≈ 1, not 0/0.
+    assert metrics.clark(U, V)[1] == pytest.approx(np.sqrt(1 / 9 + 1), rel=1e-12)
+    assert metrics.kl(U, V)[1] == pytest.approx(np.log(2), rel=1e-12)
+    assert np.isfinite(metrics.kl(V, U)[1])  # prediction 0 where the truth is not
+    assert metrics.intersection(U, V)[1] == pytest.approx(0.5)
+
+
+def test_perfect_prediction_scores():
+    s = score(V, V)
+    assert s["chebyshev"] == 0 and s["kl"] == pytest.approx(0, abs=1e-15)
+    assert s["cosine"] == pytest.approx(1) and s["intersection"] == pytest.approx(1)
+
+
+# -- cross-validation -------------------------------------------------------------------
+
+
+def test_fold_assignment_is_balanced_and_seeded():
+    a = fold_assignment(23, 5, seed=1)
+    assert sorted(np.bincount(a).tolist()) == [4, 4, 5, 5, 5]
+    assert np.array_equal(a, fold_assignment(23, 5, seed=1))
+    assert not np.array_equal(a, fold_assignment(23, 5, seed=2))
+    with pytest.raises(ValueError, match="folds must be between 2"):
+        fold_assignment(5, 6, seed=0)
+
+
+def test_maxent_recovers_a_maxent_generator(tmp_path):
+    data = load_mat(_synthetic(tmp_path, n=120))
+    result = cross_validate(data, folds=4, max_iter=200)
+    assert result["metrics"]["kl"]["mean"] < 1e-3
+    assert result["metrics"]["cosine"]["mean"] > 0.999
+    assert {"dataset", "n", "d", "k", "folds", "model", "loss", "seconds", "metrics"} <= set(result)
+    peer = cross_validate_peer(data, folds=4)
+    assert peer["metrics"]["kl"]["mean"] < 0.05  # no bias term, but the same family
+
+
+def test_mlp_and_other_losses_run(tmp_path):
+    data = load_mat(_synthetic(tmp_path))
+    result = cross_validate(data, model="mlp", loss="softmax_cross_entropy", folds=3)
+    assert result["metrics"]["intersection"]["mean"] > 0.8
+    with pytest.raises(ValueError, match="cannot fit a label distribution"):
+        cross_validate(data, loss="sigmoid_binary_cross_entropy", folds=3)
+
+
+def test_cli_json_schema_and_errors(tmp_path, capsys):
+    path = _synthetic(tmp_path)
+    assert cli(["ldl", "--data", str(path), "--folds", "3", "--max-iter", "50", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["metrics"]) == {"chebyshev", "clark", "canberra", "kl", "cosine",
+                                      "intersection"}
+    assert set(result["metrics"]["kl"]) == {"mean", "std"}
+    assert result["folds"] == 3 and result["dataset"] == "synthetic"
+    assert cli(["ldl", "--data", str(tmp_path / "missing.mat")]) == 2
+    assert cli(["ldl", "--data", str(path), "--loss", "kl_divergance"]) == 2
+    assert "did you mean 'kl_divergence'" in capsys.readouterr().err
+
+
+def test_cli_data_dir_writes_a_markdown_table_and_reports_bad_files(tmp_path, capsys):
+    _synthetic(tmp_path)
+    _write(tmp_path / "broken.mat", features=np.ones((3, 2)))
+    assert cli(["ldl", "--data-dir", str(tmp_path), "--folds", "3", "--max-iter", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "| synthetic | softxent maxent |" in out and "Skipped broken.mat" in out
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared LDL datasets are not beside the repo")
+def test_shared_sjaffe_in_the_expected_range():
+    data = load_mat(SHARED / "SJAFFE.mat")
+    result = cross_validate(data, folds=10)
+    assert 0.0 < result["metrics"]["kl"]["mean"] < 0.08
+    assert result["metrics"]["cosine"]["mean"] > 0.93
