@@ -28,6 +28,10 @@ from .losses import reverse_kl_divergence as reverse_kl_divergence
 from .losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from .losses import sigmoid_focal_loss as sigmoid_focal_loss
 from .losses import softmax_cross_entropy as softmax_cross_entropy
+from .losses._chunked import chunked_distillation_loss as chunked_distillation_loss
+from .losses._chunked import chunked_softmax_cross_entropy as chunked_softmax_cross_entropy
+from .losses._chunked import linear_distillation_loss as linear_distillation_loss
+from .losses._chunked import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 
 try:
     __version__ = _version("softxent")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Order here is the order in `softxent --help`.
-COMMANDS: tuple[str, ...] = ("losses", "demo", "prove", "catalogue", "verify", "run", "ldl")
+COMMANDS: tuple[str, ...] = ("losses", "demo", "prove", "catalogue", "verify", "run", "ldl", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from .._numerics import (
 )
 from .._registry import Param, register_loss
 from ._common import as_param, prepare
+from ._fused import softmax_target_loss
 
 _SMOOTHING = Param(
     "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
@@ -93,8 +94,21 @@ def softmax_cross_entropy(
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     keep = keep_mask(where, logits.shape)
     q = _smooth(targets, keep, as_param(label_smoothing, dtype), axis)
+    return softmax_target_loss(_reference_cross_entropy, logits, q, axis, where)
+
+
+def _reference_cross_entropy(
+    logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None
+) -> jax.Array:
     log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(_cross_entropy_terms(q, log_p), axis, where)
+    return masked_sum(_cross_entropy_terms(targets, log_p), axis, where)
+
+
+def _reference_kl(
+    logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None
+) -> jax.Array:
+    log_p = masked_log_softmax(logits, axis, where)
+    return masked_sum(xlogx(targets) - xlogy(targets, log_p), axis, where)
 
 
 @register_loss(
@@ -140,8 +154,7 @@ def kl_divergence(
     """
     name = "kl_divergence"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
-    log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(xlogx(targets) - xlogy(targets, log_p), axis, where)
+    return softmax_target_loss(_reference_kl, logits, targets, axis, where)
 
 
 @register_loss(
@@ -517,6 +530,7 @@ def distillation_loss(
     )
     temperature = as_param(temperature, dtype)
     log_q = masked_log_softmax(lax.stop_gradient(teacher) / temperature, axis, where)
-    log_p = masked_log_softmax(student / temperature, axis, where)
     q = jnp.exp(log_q)
-    return temperature**2 * masked_sum(xlogy(q, log_q - log_p), axis, where)
+    # KL(q || p) = sum xlogx(q) - xlogy(q, log p); the fast path shares KL's gradient.
+    kl = softmax_target_loss(_reference_kl, student / temperature, q, axis, where)
+    return temperature**2 * kl
