@@ -65,8 +65,9 @@ def check_axis(fn: str, axis: int, ndim: int) -> int:
     if ndim == 0:
         raise ValueError(f"{fn}: logits must have at least one (class) axis, got a scalar")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{fn}: axis must be in [{-ndim}, {ndim - 1}] for {ndim}-d input, "
-                         f"got {axis}")
+        raise ValueError(
+            f"{fn}: axis must be in [{-ndim}, {ndim - 1}] for {ndim}-d input, got {axis}"
+        )
     return int(axis) % ndim
 
 
@@ -75,13 +76,19 @@ def check_where(fn: str, where: jax.Array | None, shape: tuple[int, ...]) -> Non
         return
     if where.dtype != jnp.bool_:
         raise TypeError(f"{fn}: where must be a boolean mask, got dtype {where.dtype}")
+    check_broadcasts_to(fn, "where", where.shape, shape)
+
+
+def check_broadcasts_to(
+    fn: str, name: str, arg_shape: tuple[int, ...], shape: tuple[int, ...]
+) -> None:
+    """An argument may broadcast to the logits' shape, never enlarge it."""
     try:
-        np.broadcast_shapes(where.shape, shape)
-        if np.broadcast_shapes(where.shape, shape) != tuple(shape):
+        if np.broadcast_shapes(arg_shape, shape) != tuple(shape):
             raise ValueError
     except ValueError:
         raise ValueError(
-            f"{fn}: where shape {tuple(where.shape)} must broadcast to the logits shape "
+            f"{fn}: {name} shape {tuple(arg_shape)} must broadcast to the logits shape "
             f"{tuple(shape)}"
         ) from None
 

@@ -79,6 +79,15 @@ def test_array_options_are_checked_elementwise():
         )
 
 
+def test_pos_weight_may_not_enlarge_the_output():
+    with pytest.raises(
+        ValueError, match=r"pos_weight shape \(2, 3\) must broadcast to the logits shape \(3,\)"
+    ):
+        softxent.sigmoid_binary_cross_entropy(
+            jnp.zeros(3), jnp.zeros(3), pos_weight=jnp.ones((2, 3))
+        )
+
+
 def test_traced_options_pass_through_and_vmap_over_them():
     # Inside vmap the option is a tracer; it cannot be checked, and must still work.
     gammas = jnp.array([0.0, 1.0, 2.0])
@@ -123,8 +132,11 @@ def test_check_targets_accepts_valid_rows():
 @pytest.mark.parametrize(
     ("targets", "kind", "pattern"),
     [
-        ([[0.3, 0.5, 0.2], [0.3, 0.3, 0.3]], "distribution",
-         r"row \(1,\) has does not sum to 1.*values \[0.3, 0.3, 0.3\], sum 0.9"),
+        (
+            [[0.3, 0.5, 0.2], [0.3, 0.3, 0.3]],
+            "distribution",
+            r"row \(1,\) has does not sum to 1.*values \[0.3, 0.3, 0.3\], sum 0.9",
+        ),
         ([[0.3, 0.5, 0.2], [0.5, np.nan, 0.5]], "distribution", r"row \(1,\) has non-finite"),
         ([[1.2, -0.2, 0.0]], "distribution", r"row \(0,\) has entries outside \[0, 1\]"),
         ([[0.9, 1.6, 0.2]], "multilabel", r"entries outside \[0, 1\].*1.6"),

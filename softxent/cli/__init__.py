@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 
 # Order here is the order in `softxent --help`.
-COMMANDS: tuple[str, ...] = ("losses", "demo", "prove", "catalogue", "verify", "run", "ldl", "bench")
+COMMANDS: tuple[str, ...] = (
+    "losses",
+    "demo",
+    "prove",
+    "catalogue",
+    "verify",
+    "run",
+    "ldl",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
