@@ -180,3 +180,19 @@ def test_distillation_config_errors():
     with pytest.raises(ConfigError, match=r"distillation.hard_weight.*\[0, 1\]"):
         load(ROOT / "experiments" / "configs" / "distill_digits.toml",
              ["distillation.hard_weight=1.5"])
+
+
+def test_run_prints_the_distillation_measures():
+    from softxent.cli._run import summary_table
+
+    summary = {
+        "teacher": {"accuracy": {"mean": 0.98, "std": 0.01}, "kl_to_teacher": {"mean": 0.0,
+                                                                               "std": 0.0}},
+        "student_distilled": {"accuracy": {"mean": 0.96, "std": 0.02},
+                              "kl_to_teacher": {"mean": 0.113, "std": 0.023}},
+        "setting": {"temperature": 4.0},
+    }
+    lines = summary_table(summary).splitlines()
+    assert "accuracy" in lines[0] and "kl_to_teacher" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["teacher", "student_distilled"]
+    assert "0.9600 ± 0.0200" in lines[2] and "0.1130 ± 0.0230" in lines[2]

@@ -29,7 +29,27 @@ def _fmt(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2e}"
+    if isinstance(value, dict) and {"mean", "std"} <= value.keys():
+        return f"{value['mean']:.4f} ± {value['std']:.4f}"
     return str(value)
+
+
+# Summary columns worth a terminal line, per experiment kind; the rest is in summary.json.
+_COLUMNS = (
+    "max_abs_p_minus_pstar", "train_kl", "test_kl", "max_abs_p_minus_q",
+    "accuracy", "nll", "ece", "kl_to_teacher", "time_s", "converged",
+)
+
+
+def summary_table(summary: dict[str, dict]) -> str:
+    """The run's summary as terminal lines: one row per loss or model."""
+    first = next(iter(summary.values()))
+    columns = [c for c in _COLUMNS if c in first]
+    lines = [f"  {'loss or model':<40}" + "".join(f"{c:>22}" for c in columns)]
+    for label, row in summary.items():
+        if any(c in row for c in columns):  # skip rows such as the run's settings
+            lines.append(f"  {label:<40}" + "".join(f"{_fmt(row.get(c)):>22}" for c in columns))
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,12 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for config in configs:
         print(f"{config['name']} ({config['kind']}): {config.get('description', '')}")
         path, result = run_config(config, args.out, progress=True)
-        first = next(iter(result.summary.values()))
-        columns = [c for c in ("max_abs_p_minus_pstar", "train_kl", "test_kl",
-                               "max_abs_p_minus_q", "time_s", "converged") if c in first]
-        print(f"  {'loss':<40}" + "".join(f"{c:>22}" for c in columns))
-        for label, row in result.summary.items():
-            print(f"  {label:<40}" + "".join(f"{_fmt(row.get(c)):>22}" for c in columns))
+        print(summary_table(result.summary))
         where = f"; results: {path}" if path is not None else ""
         print(f"  devices: {', '.join(result.devices)}{where}\n")
     return 0
