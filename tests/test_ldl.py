@@ -167,3 +167,18 @@ def test_shared_sjaffe_in_the_expected_range():
     result = cross_validate(data, folds=10)
     assert 0.0 < result["metrics"]["kl"]["mean"] < 0.08
     assert result["metrics"]["cosine"]["mean"] > 0.93
+
+
+def test_markdown_prints_published_figures_with_their_source():
+    from softxent.cli._ldl import _markdown
+    from softxent.ldl._published import PUBLISHED
+
+    metrics = {m: {"mean": 0.5, "std": 0.1} for m in
+               ("chebyshev", "clark", "canberra", "kl", "cosine", "intersection")}
+    results = [{"dataset": name, "model": "maxent", "metrics": metrics, "seconds": 1.0}
+               for name in ("SJAFFE", "Yeast_alpha")]
+    table = _markdown(results, [])
+    published = [line for line in table.splitlines() if "(published)" in line]
+    assert len(published) == 1 and published[0].startswith("| SJAFFE | SA-BFGS")
+    assert "0.107 ± 0.015" in published[0] and "0.860 ± 0.019" in published[0]
+    assert PUBLISHED["SJAFFE"].source in table

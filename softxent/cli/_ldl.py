@@ -46,12 +46,15 @@ def _fail(message: str) -> int:
 
 def _evaluate(path: Path, args: argparse.Namespace) -> dict:
     from ..ldl import cross_validate, cross_validate_peer, load_mat
+    from ..ldl._published import PUBLISHED
 
     data = load_mat(path, normalize=args.normalize)
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
                             seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
                             standardize=True if args.standardize else None, l2=args.l2)
     result["renormalized_rows"] = data.renormalized_rows
+    if data.name in PUBLISHED:
+        result["published"] = PUBLISHED[data.name]._asdict()
     if args.peer:
         peer = cross_validate_peer(data, folds=args.folds, seed=args.seed)
         result["peer"] = {"model": peer["model"], "seconds": peer["seconds"],
@@ -65,14 +68,32 @@ def _row(name: str, method: str, metrics: dict, seconds: float, extra: str = "")
     return f"| {name} | {method} | " + " | ".join(cells) + f" | {seconds:.2f}{extra} |"
 
 
+def _published_row(name: str) -> str | None:
+    from ..ldl._published import PUBLISHED
+
+    if name not in PUBLISHED:
+        return None
+    entry = PUBLISHED[name]
+    cells = [f"{entry.metrics[m]['mean']:.3f} ± {entry.metrics[m]['std']:.3f}" for m in ARROWS]
+    return f"| {name} | {entry.method} (published) | " + " | ".join(cells) + " | n/a |"
+
+
 def _markdown(results: list[dict], skipped: list[str]) -> str:
+    from ..ldl._published import PUBLISHED
+
     header = "| dataset | method | " + " | ".join(ARROWS.values()) + " | seconds |"
     lines = [header, "|" + "---|" * (len(ARROWS) + 3)]
+    sources = []
     for r in results:
         lines.append(_row(r["dataset"], f"softxent {r['model']}", r["metrics"], r["seconds"]))
         if "peer" in r:
             lines.append(_row(r["dataset"], "SA-BFGS (SciPy)", r["peer"]["metrics"],
                               r["peer"]["seconds"], f" ({r['speedup']:.1f}× softxent's time)"))
+        published = _published_row(r["dataset"])
+        if published is not None:
+            lines.append(published)
+            sources.append(f"{r['dataset']}: {PUBLISHED[r['dataset']].source}")
+    lines += [f"\nPublished figures: {s}" for s in sources]
     lines += [f"\nSkipped {s}" for s in skipped]
     return "\n".join(lines)
 
