@@ -68,8 +68,8 @@ def test_fused_linear_temp_memory_is_bounded_by_the_chunk():
     def fused(h, w):
         return softxent.linear_distillation_loss(h, w, h, w, chunk_size=chunk)
 
-    assert temp(plain, 512) >= 512 * v * 4  # at least one N x V logits buffer
-    assert temp(fused, 512) < temp(plain, 512) / 2
+    assert temp(plain, 2048) >= 2048 * v * 4  # at least one N x V logits buffer
+    assert temp(fused, 2048) < temp(plain, 2048) / 4
     # Doubling N leaves the fused form's temp memory (nearly) unchanged: set by the chunk.
     assert temp(fused, 1024) < 1.1 * temp(fused, 512)
 

@@ -94,7 +94,9 @@ def softmax_cross_entropy(
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     keep = keep_mask(where, logits.shape)
     q = _smooth(targets, keep, as_param(label_smoothing, dtype), axis)
-    return softmax_target_loss(_reference_cross_entropy, logits, q, axis, where)
+    return softmax_target_loss(
+        _reference_cross_entropy, logits, q, axis, where, with_entropy=False
+    )
 
 
 def _reference_cross_entropy(
@@ -154,7 +156,7 @@ def kl_divergence(
     """
     name = "kl_divergence"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
-    return softmax_target_loss(_reference_kl, logits, targets, axis, where)
+    return softmax_target_loss(_reference_kl, logits, targets, axis, where, with_entropy=True)
 
 
 @register_loss(
@@ -531,6 +533,7 @@ def distillation_loss(
     temperature = as_param(temperature, dtype)
     log_q = masked_log_softmax(lax.stop_gradient(teacher) / temperature, axis, where)
     q = jnp.exp(log_q)
-    # KL(q || p) = sum xlogx(q) - xlogy(q, log p); the fast path shares KL's gradient.
-    kl = softmax_target_loss(_reference_kl, student / temperature, q, axis, where)
+    kl = softmax_target_loss(
+        _reference_kl, student / temperature, q, axis, where, with_entropy=True, log_targets=log_q
+    )
     return temperature**2 * kl
