@@ -50,7 +50,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
                    folds: int = 10, seed: int = 0, max_iter: int = 500, gtol: float = 1e-7,
                    standardize: bool | None = None, dtype: str = "float64",
                    l2: float = 0.0) -> dict[str, Any]:
-    """Train every fold at once (jitted, vmapped) and report the six measures.
+    """Train every fold in one jitted call and report the six measures.
 
     ``standardize`` (default: off for maxent, on for the MLP) scales features
     with each training fold's statistics. Geng's maxent model is fitted on the

@@ -1,10 +1,10 @@
-"""LDL models trained with softxent's losses, every cross-validation fold at once.
+"""LDL models trained with softxent's losses, every cross-validation fold in one call.
 
 All folds share the data matrix; each fold is a 0/1 weight on the rows (its
-training set), so ``vmap`` over folds trains them in one jitted call that reads
-the features once per step for all folds. Features are standardised with each
-fold's training statistics, folded into the weights so no copy of the data is
-made per fold.
+training set), so one jitted call trains them all without copying the data:
+the MLP under ``vmap`` (its steps have no branches), maxent's L-BFGS with
+``lax.map`` (see ``fit_maxent``). Features are standardised with each fold's
+training statistics, folded into the weights.
 """
 
 from __future__ import annotations
