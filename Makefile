@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LDL_DATA ?= ../shared/data/ldl
 
 .PHONY: run test lint install clean
 
@@ -16,13 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
 	touch $(STAMP)
 
-# The main job: each step prints what it shows; later steps add proofs,
-# verification, experiments and figures.
+# The main job: the losses at work, the note's proof (checked by SymPy), the JAX
+# gradients verified against SymPy, the default experiments with their figures
+# (results/), and the LDL benchmark on SJAFFE when the shared datasets are beside us.
 run: $(STAMP)
 	$(BIN)/softxent demo
 	$(BIN)/python proofs/binary_cross_entropy.py
 	$(BIN)/softxent verify
 	$(BIN)/softxent run $(filter-out %/sweep_k10.toml,$(wildcard experiments/configs/*.toml))
+	@if [ -f $(LDL_DATA)/SJAFFE.mat ]; then $(BIN)/softxent ldl --data $(LDL_DATA)/SJAFFE.mat --peer; \
+	else echo "LDL benchmark skipped: no $(LDL_DATA) (see README, Real data)"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
