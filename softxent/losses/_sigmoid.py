@@ -36,6 +36,28 @@ def _bce_from_logits(
     return positive + _times(1 - targets, softplus(logits))
 
 
+def _bce_value_and_slope(
+    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The reference's value (one exponential, not two) and its derivative in the logits.
+
+    With ``t = exp(-|x|)``, ``softplus(+-x) = relu(+-x) + log1p(t)``.
+    """
+    tail_exp = jnp.exp(-jnp.abs(logits))
+    tail = jnp.log1p(tail_exp)
+    positive = pos_weight * targets
+    negative = 1 - targets
+    value = (
+        _times(positive, jnp.maximum(-logits, 0))
+        + _times(negative, jnp.maximum(logits, 0))
+        + (positive + negative) * tail
+    )
+    # The slope's own exponentials (in sigmoid) rather than tail_exp: sharing it
+    # would make XLA keep tail_exp as an N x V temporary between the two uses.
+    slope = negative * jax.nn.sigmoid(logits) - positive * jax.nn.sigmoid(-logits)
+    return value, slope
+
+
 @jax.custom_jvp
 def _fast_bce(logits: jax.Array, targets: jax.Array, pos_weight: jax.Array) -> jax.Array:
     """``_bce_from_logits`` with its logit tangent written out.
@@ -45,18 +67,15 @@ def _fast_bce(logits: jax.Array, targets: jax.Array, pos_weight: jax.Array) -> j
     ``(1 - y) sigmoid(x) - w y sigmoid(-x)``, finite at x = +-inf, so the VJP
     keeps one buffer. Tangents in the targets and the weight are the reference's.
     """
-    return _bce_from_logits(logits, targets, pos_weight)
+    return _bce_value_and_slope(logits, targets, pos_weight)[0]
 
 
 def _fast_bce_jvp(primals, tangents):
     logits, targets, pos_weight = primals
     d_logits, d_targets, d_weight = tangents
-    value = _fast_bce(logits, targets, pos_weight)
+    value, slope = _bce_value_and_slope(logits, targets, pos_weight)
     tangent = jnp.zeros(value.shape, value.dtype)
     if not isinstance(d_logits, SymbolicZero):
-        slope = (1 - targets) * jax.nn.sigmoid(logits) - pos_weight * targets * jax.nn.sigmoid(
-            -logits
-        )
         tangent = slope * d_logits
     # Skipped when the tangent is a symbolic zero: a materialised zero times an
     # infinite partial in the targets (x = -inf) would be NaN.
