@@ -58,3 +58,30 @@ def step_fn(
             return (project(params) if project else params), state, value
 
     return step
+
+
+def run_in_blocks(
+    step: Callable[[Any, Any], tuple[Any, Any, jax.Array]],
+    params: Any,
+    state: Any,
+    *,
+    block: int,
+    blocks: int,
+    log: Callable[[Any, jax.Array], Any],
+) -> tuple[Any, Any]:
+    """``blocks * block`` steps in two nested ``lax.scan``; ``log(params, value)`` after each block.
+
+    Returns the final params and the stacked logs (``value`` is the block's last objective).
+    """
+
+    def inner(carry, _):
+        params, state = carry
+        params, state, value = step(params, state)
+        return (params, state), value
+
+    def outer(carry, _):
+        carry, values = jax.lax.scan(inner, carry, length=block)
+        return carry, log(carry[0], values[-1])
+
+    (params, _), logs = jax.lax.scan(outer, (params, state), length=blocks)
+    return params, logs

@@ -95,7 +95,7 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
 
     import softxent
 
-    from . import _devices
+    from . import _devices, _optim
 
     cfg, opt = config["distillation"], config["optimizer"]
     dtype = _devices.use_dtype(config["dtype"])
@@ -122,20 +122,12 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
     def fit(params, objective, x_test, y_test):
         tx = optimizer()
 
-        def inner(carry, _):
-            params, state = carry
-            grads = jax.grad(objective)(params)
-            updates, state = tx.update(grads, state, params)
-            return (optax.apply_updates(params, updates), state), None
+        def accuracy(params, _value):
+            return jnp.mean((jnp.argmax(_logits(params, x_test), -1) == y_test).astype(dtype))
 
-        def outer(carry, _):
-            carry, _ = jax.lax.scan(inner, carry, length=block)
-            accuracy = jnp.mean((jnp.argmax(_logits(carry[0], x_test), -1) == y_test)
-                                .astype(dtype))
-            return carry, accuracy
-
-        (params, _), curve = jax.lax.scan(outer, (params, tx.init(params)), length=blocks)
-        return params, curve
+        step = _optim.step_fn(tx, objective, lbfgs=False)
+        return _optim.run_in_blocks(step, params, tx.init(params), block=block, blocks=blocks,
+                                    log=accuracy)
 
     def one_seed(key, train_rows, test_rows):
         x_train, y_train = x[train_rows], y[train_rows]

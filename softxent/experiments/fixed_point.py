@@ -157,17 +157,9 @@ def solver(spec, params: dict[str, float], config: dict[str, Any]):
         step = _optim.step_fn(optimizer, objective, opt["name"] == "lbfgs", project)
         w0 = project(link(w0)) if direct else w0  # start inside the domain
 
-        def inner(carry, _):
-            w, state = carry
-            w, state, value = step(w, state)
-            return (w, state), value
-
-        def outer(carry, _):
-            carry, values = jax.lax.scan(inner, carry, length=block)
-            return carry, (to_p(carry[0]), values[-1])
-
-        carry = (w0, optimizer.init(w0))
-        _, (ps, values) = jax.lax.scan(outer, carry, length=blocks)
+        _, (ps, values) = _optim.run_in_blocks(
+            step, w0, optimizer.init(w0), block=block, blocks=blocks,
+            log=lambda w, value: (to_p(w), value))
         p0 = to_p(w0)[None]
         v0 = objective(w0)[None]
         return jnp.concatenate([p0, ps]), jnp.concatenate([v0, values])

@@ -113,20 +113,12 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
         step = _optim.step_fn(optimizer, objective, opt["name"] == "lbfgs")
 
         def fit(theta, step=step, objective=objective, optimizer=optimizer):
-            def inner(carry, _):
-                th, state = carry
-                th, state, value = step(th, state)
-                return (th, state), value
+            def log(th, value):
+                return value, _kl(q_train, _apply(th, x_train)), _kl(q_test, _apply(th, x_test))
 
-            def outer(carry, _):
-                carry, values = jax.lax.scan(inner, carry, length=block)
-                th = carry[0]
-                return carry, (values[-1], _kl(q_train, _apply(th, x_train)),
-                               _kl(q_test, _apply(th, x_test)))
-
-            first = (objective(theta), _kl(q_train, _apply(theta, x_train)),
-                     _kl(q_test, _apply(theta, x_test)))
-            _, logs = jax.lax.scan(outer, (theta, optimizer.init(theta)), length=blocks)
+            first = log(theta, objective(theta))
+            _, logs = _optim.run_in_blocks(step, theta, optimizer.init(theta), block=block,
+                                           blocks=blocks, log=log)
             return tuple(jnp.concatenate([f[None], g]) for f, g in zip(first, logs, strict=True))
 
         t0 = time.perf_counter()
