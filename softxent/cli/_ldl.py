@@ -63,19 +63,9 @@ def _evaluate(path: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-def _row(name: str, method: str, metrics: dict, seconds: float, extra: str = "") -> str:
-    cells = [f"{metrics[m]['mean']:.4f} ± {metrics[m]['std']:.4f}" for m in ARROWS]
-    return f"| {name} | {method} | " + " | ".join(cells) + f" | {seconds:.2f}{extra} |"
-
-
-def _published_row(name: str) -> str | None:
-    from ..ldl._published import PUBLISHED
-
-    if name not in PUBLISHED:
-        return None
-    entry = PUBLISHED[name]
-    cells = [f"{entry.metrics[m]['mean']:.3f} ± {entry.metrics[m]['std']:.3f}" for m in ARROWS]
-    return f"| {name} | {entry.method} (published) | " + " | ".join(cells) + " | n/a |"
+def _row(name: str, method: str, metrics: dict, seconds: str, digits: int = 4) -> str:
+    cells = [f"{metrics[m]['mean']:.{digits}f} ± {metrics[m]['std']:.{digits}f}" for m in ARROWS]
+    return f"| {name} | {method} | " + " | ".join(cells) + f" | {seconds} |"
 
 
 def _markdown(results: list[dict], skipped: list[str]) -> str:
@@ -85,14 +75,16 @@ def _markdown(results: list[dict], skipped: list[str]) -> str:
     lines = [header, "|" + "---|" * (len(ARROWS) + 3)]
     sources = []
     for r in results:
-        lines.append(_row(r["dataset"], f"softxent {r['model']}", r["metrics"], r["seconds"]))
+        name = r["dataset"]
+        lines.append(_row(name, f"softxent {r['model']}", r["metrics"], f"{r['seconds']:.2f}"))
         if "peer" in r:
-            lines.append(_row(r["dataset"], "SA-BFGS (SciPy)", r["peer"]["metrics"],
-                              r["peer"]["seconds"], f" ({r['speedup']:.1f}× softxent's time)"))
-        published = _published_row(r["dataset"])
-        if published is not None:
-            lines.append(published)
-            sources.append(f"{r['dataset']}: {PUBLISHED[r['dataset']].source}")
+            lines.append(_row(name, "SA-BFGS (SciPy)", r["peer"]["metrics"],
+                              f"{r['peer']['seconds']:.2f} ({r['speedup']:.1f}× softxent's time)"))
+        if name in PUBLISHED:
+            entry = PUBLISHED[name]
+            # Published to three decimals; more would invent precision.
+            lines.append(_row(name, f"{entry.method} (published)", entry.metrics, "n/a", 3))
+            sources.append(f"{name}: {entry.source}")
     lines += [f"\nPublished figures: {s}" for s in sources]
     lines += [f"\nSkipped {s}" for s in skipped]
     return "\n".join(lines)
