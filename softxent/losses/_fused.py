@@ -6,10 +6,11 @@ the log-softmax saves its N x V output and the backward pass makes several more
 N x V passes. Here the value is computed from the row's log-sum-exp without
 forming the log-softmax (a pass for the peak, one for the sum of exponentials,
 one for the weighted sum of the targets), and the logit tangent is written out
-with ``jax.custom_jvp``; XLA then needs no N x V temporary at all. The
-tangent is linear in the tangents, so JAX transposes it into the VJP: forward
-mode (``jacfwd``), reverse mode and higher derivatives all work, which a
-``custom_vjp`` would not allow.
+with ``jax.custom_jvp``. In float32 XLA keeps one N x V temporary (the logits
+with the +inf-row limit applied; bfloat16 inputs add their float32 copies;
+``softxent bench`` reports it). The tangent is linear in the tangents, so JAX
+transposes it into the VJP: forward mode (``jacfwd``), reverse mode and higher
+derivatives all work, which a ``custom_vjp`` would not allow.
 
 The limits are the reference's (``masked_log_softmax`` followed by ``xlogy``):
 a masked class or a -inf logit has probability 0 and a zero target there
