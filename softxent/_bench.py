@@ -114,19 +114,31 @@ def make_inputs(
     return logits, targets.astype(dtype)
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up
+def _median_time(fn: Callable[[], object], repeats: int, min_sample_s: float = 5e-3) -> float:
+    """Median seconds per call over ``repeats`` samples, after a warm-up.
+
+    Each sample times enough back-to-back calls to last ``min_sample_s`` (one
+    call for anything slower) and divides: on a GPU a single call of a few
+    hundred microseconds would otherwise be measured with its dispatch and
+    synchronisation latency, which pipelined calls in a training loop hide.
+    """
+    jax.block_until_ready(fn())  # warm-up (and compilation, if any)
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    calls = max(1, min(1000, int(min_sample_s / max(time.perf_counter() - start, 1e-9))))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
+        for _ in range(calls):
+            output = fn()
+        jax.block_until_ready(output)  # calls run in order: the last one done means all are
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
 
 def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> float:
     """Memory-copy bandwidth in bytes/s: a jitted ``x + 1`` reads and writes ``n_bytes``."""
-    x = jnp.zeros(n_bytes // 4, jnp.float32)
+    x = jax.random.uniform(jax.random.key(0), (n_bytes // 4,), jnp.float32)
     add = jax.jit(lambda a: a + 1)
     return 2 * n_bytes / _median_time(lambda: add(x), repeats)
 
@@ -163,5 +175,82 @@ def run_bench(
                     yield run_case(loss, impl, n, v, dtype, repeats, bandwidth)
 
 
-def as_dict(result: Result) -> dict[str, object]:
+def as_dict(result: Result | LargeVocabResult) -> dict[str, object]:
     return asdict(result)
+
+
+# Large vocabulary: hidden states [N, D] times an output matrix [D, V], then the
+# loss, differentiated in both. "unfused" forms the N x V logits (the usual
+# model code); "linear" is softxent's chunked linear form that never does.
+LARGE_VOCAB_LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "distillation_loss")
+LARGE_VOCAB_IMPLS: tuple[str, ...] = ("unfused", "linear")
+LARGE_VOCAB_SHAPE: tuple[int, int, int] = (2048, 256, 32000)
+
+
+@dataclass(frozen=True)
+class LargeVocabResult:
+    loss: str
+    impl: str
+    n: int
+    d: int
+    v: int
+    dtype: str
+    chunk_size: int
+    median_s: float
+    temp_bytes: int
+    peak_bytes: int  # arguments + outputs + temp of the compiled step: its memory high-water mark
+
+
+def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.Array]:
+    """Mean loss of ``(hidden, weight, other)``; ``other`` is the soft targets or the
+    teacher's hidden states (the teacher's output matrix is the student's)."""
+    import softxent
+
+    if impl not in LARGE_VOCAB_IMPLS:
+        raise ValueError(f"impl must be one of {LARGE_VOCAB_IMPLS}, got {impl!r}")
+    if loss == "softmax_cross_entropy":
+        if impl == "unfused":
+            return lambda h, w, q: jnp.mean(softxent.softmax_cross_entropy(h @ w, q))
+        return lambda h, w, q: jnp.mean(
+            softxent.linear_softmax_cross_entropy(h, w, q, chunk_size=chunk_size))
+    if loss == "distillation_loss":
+        if impl == "unfused":
+            return lambda h, w, th: jnp.mean(softxent.distillation_loss(
+                h @ w, jax.lax.stop_gradient(th @ w), temperature=TEMPERATURE))
+        return lambda h, w, th: jnp.mean(softxent.linear_distillation_loss(
+            h, w, th, jax.lax.stop_gradient(w), temperature=TEMPERATURE, chunk_size=chunk_size))
+    raise ValueError(f"loss must be one of {LARGE_VOCAB_LOSSES}, got {loss!r}")
+
+
+def run_large_vocab_case(loss: str, impl: str, n: int, d: int, v: int, dtype: str,
+                         chunk_size: int, repeats: int) -> LargeVocabResult:
+    """Time value_and_grad in (hidden, weight) and read the compiled step's memory."""
+    kh, kw, ko = jax.random.split(jax.random.key(0), 3)
+    hidden = jax.random.normal(kh, (n, d), jnp.float32).astype(dtype)
+    weight = (jax.random.normal(kw, (d, v), jnp.float32) * d**-0.5).astype(dtype)
+    if loss == "softmax_cross_entropy":
+        other = jax.nn.softmax(2 * jax.random.normal(ko, (n, v), jnp.float32), axis=-1)
+    else:
+        other = jax.random.normal(ko, (n, d), jnp.float32)
+    other = other.astype(dtype)
+    step = jax.jit(jax.value_and_grad(large_vocab_fn(loss, impl, chunk_size), argnums=(0, 1)))
+    compiled = step.lower(hidden, weight, other).compile()
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        temp = peak = -1
+    else:
+        temp = int(analysis.temp_size_in_bytes)
+        peak = temp + int(analysis.argument_size_in_bytes) + int(analysis.output_size_in_bytes)
+    median = _median_time(lambda: compiled(hidden, weight, other), repeats)
+    return LargeVocabResult(loss, impl, n, d, v, dtype, chunk_size, median, temp, peak)
+
+
+def run_large_vocab(shape: tuple[int, int, int] = LARGE_VOCAB_SHAPE,
+                    dtypes: tuple[str, ...] = ("float32",), chunk_size: int = 1024,
+                    repeats: int = 7) -> Iterator[LargeVocabResult]:
+    """One ``LargeVocabResult`` per loss, dtype and implementation."""
+    n, d, v = shape
+    for dtype in dtypes:
+        for loss in LARGE_VOCAB_LOSSES:
+            for impl in LARGE_VOCAB_IMPLS:
+                yield run_large_vocab_case(loss, impl, n, d, v, dtype, chunk_size, repeats)

@@ -37,3 +37,45 @@ def test_cli_json_quick(capsys, monkeypatch):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(_bench.LOSSES) * len(_bench.IMPLS)
     assert all(set(r) == KEYS for r in rows)
+
+
+def test_large_vocab_forms_agree_in_value_and_gradient():
+    import jax
+    import numpy as np
+
+    key_h, key_w, key_o = jax.random.split(jax.random.key(1), 3)
+    hidden = jax.random.normal(key_h, (10, 6))
+    weight = jax.random.normal(key_w, (6, 12))
+    others = {
+        "softmax_cross_entropy": jax.nn.softmax(jax.random.normal(key_o, (10, 12)), axis=-1),
+        "distillation_loss": jax.random.normal(key_o, (10, 6)),
+    }
+    for loss in _bench.LARGE_VOCAB_LOSSES:
+        results = [
+            jax.value_and_grad(_bench.large_vocab_fn(loss, impl, 4), argnums=(0, 1))(
+                hidden, weight, others[loss])
+            for impl in _bench.LARGE_VOCAB_IMPLS
+        ]
+        for got in results[1:]:
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(results[0]), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_large_vocab_json(capsys):
+    assert main(["bench", "--large-vocab", "--shape", "8,4,16", "--chunk-size", "3",
+                 "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["loss"], r["impl"]) for r in rows] == [
+        (loss, impl) for loss in _bench.LARGE_VOCAB_LOSSES for impl in _bench.LARGE_VOCAB_IMPLS]
+    for row in rows:
+        assert (row["n"], row["d"], row["v"], row["chunk_size"]) == (8, 4, 16, 3)
+        assert row["median_s"] > 0 and row["peak_bytes"] >= row["temp_bytes"] >= 0
+
+
+def test_cli_large_vocab_bad_arguments(capsys):
+    assert main(["bench", "--large-vocab", "--shape", "8,4"]) == 2
+    assert "--shape must be three positive integers N,D,V, got '8,4'" in capsys.readouterr().err
+    assert main(["bench", "--large-vocab", "--chunk-size", "0"]) == 2
+    assert "--chunk-size must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["bench", "--shape", "8,4,16"]) == 2
+    assert "--shape applies to --large-vocab only" in capsys.readouterr().err

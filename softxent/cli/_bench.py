@@ -20,18 +20,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=int, default=7, help="timed runs per case (>= 1; default 7)"
     )
+    parser.add_argument(
+        "--large-vocab", action="store_true",
+        help="instead: hidden [N, D] @ weight [D, V] -> loss, softxent's chunked linear form "
+        "against forming the logits (time and compiled memory)",
+    )
+    parser.add_argument(
+        "--shape", default=None, metavar="N,D,V",
+        help="--large-vocab problem size (default 2048,256,32000)",
+    )
+    parser.add_argument("--chunk-size", type=int, default=1024, help="--large-vocab row chunk")
+    parser.add_argument(
+        "--dtype", action="append", choices=("float32", "bfloat16"), default=None,
+        help="dtype(s) to run (repeatable; default float32 and bfloat16, float32 for "
+        "--large-vocab)",
+    )
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--shape must be three positive integers N,D,V, got {text!r}")
+    n, d, v = (int(p) for p in parts)
+    return n, d, v
+
+
+def _run_large_vocab(args: argparse.Namespace) -> int:
+    from .. import _bench
+
+    try:
+        shape = _bench.LARGE_VOCAB_SHAPE if args.shape is None else _parse_shape(args.shape)
+    except ValueError as error:
+        print(f"softxent bench: {error}", file=sys.stderr)
+        return 2
+    dtypes = tuple(args.dtype) if args.dtype else ("float32",)
+    rows = []
+    if not args.json:
+        print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
+        print(f"{'loss':24} {'impl':8} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
+              f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
+    for item in _bench.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
+        rows.append(item)
+        if not args.json:
+            print(f"{item.loss:24} {item.impl:8} {item.n:6d} {item.d:5d} {item.v:7d} "
+                  f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
+                  f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
+    if args.json:
+        json.dump([_bench.as_dict(r) for r in rows], sys.stdout, indent=1)
+        print()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print(f"softxent bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
+    if args.chunk_size < 1:
+        print(f"softxent bench: --chunk-size must be >= 1, got {args.chunk_size}",
+              file=sys.stderr)
+        return 2
+    if args.large_vocab:
+        return _run_large_vocab(args)
+    if args.shape is not None:
+        print("softxent bench: --shape applies to --large-vocab only", file=sys.stderr)
+        return 2
     from .. import _bench
 
     shapes = _bench.QUICK_SHAPES if args.quick else _bench.FULL_SHAPES
     rows = []
     bandwidth = None
-    for item in _bench.run_bench(shapes=shapes, repeats=args.repeats):
+    dtypes = tuple(args.dtype) if args.dtype else None
+    for item in _bench.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
         if isinstance(item, float):
             bandwidth = item
             if args.json:  # stdout stays pure JSON
