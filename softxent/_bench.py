@@ -181,9 +181,11 @@ def as_dict(result: Result | LargeVocabResult) -> dict[str, object]:
 
 # Large vocabulary: hidden states [N, D] times an output matrix [D, V], then the
 # loss, differentiated in both. "unfused" forms the N x V logits (the usual
-# model code); "linear" is softxent's chunked linear form that never does.
+# model code); "linear" is softxent's chunked linear form that never does, with
+# per-example output (the backward pass recomputes each chunk's logits), and
+# "linear_mean" the same with reduction="mean" (gradients made in the forward pass).
 LARGE_VOCAB_LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "distillation_loss")
-LARGE_VOCAB_IMPLS: tuple[str, ...] = ("unfused", "linear")
+LARGE_VOCAB_IMPLS: tuple[str, ...] = ("unfused", "linear", "linear_mean")
 LARGE_VOCAB_SHAPE: tuple[int, int, int] = (2048, 256, 32000)
 
 
@@ -208,17 +210,19 @@ def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.A
 
     if impl not in LARGE_VOCAB_IMPLS:
         raise ValueError(f"impl must be one of {LARGE_VOCAB_IMPLS}, got {impl!r}")
+    reduction = "mean" if impl == "linear_mean" else "none"
     if loss == "softmax_cross_entropy":
         if impl == "unfused":
             return lambda h, w, q: jnp.mean(softxent.softmax_cross_entropy(h @ w, q))
-        return lambda h, w, q: jnp.mean(
-            softxent.linear_softmax_cross_entropy(h, w, q, chunk_size=chunk_size))
+        return lambda h, w, q: jnp.mean(softxent.linear_softmax_cross_entropy(
+            h, w, q, chunk_size=chunk_size, reduction=reduction))
     if loss == "distillation_loss":
         if impl == "unfused":
             return lambda h, w, th: jnp.mean(softxent.distillation_loss(
                 h @ w, jax.lax.stop_gradient(th @ w), temperature=TEMPERATURE))
         return lambda h, w, th: jnp.mean(softxent.linear_distillation_loss(
-            h, w, th, jax.lax.stop_gradient(w), temperature=TEMPERATURE, chunk_size=chunk_size))
+            h, w, th, jax.lax.stop_gradient(w), temperature=TEMPERATURE, chunk_size=chunk_size,
+            reduction=reduction))
     raise ValueError(f"loss must be one of {LARGE_VOCAB_LOSSES}, got {loss!r}")
 
 

@@ -1,5 +1,7 @@
 """Chunked and fused-linear forms equal the plain losses, with less compiled temp memory."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +84,64 @@ def test_bad_chunk_size():
         softxent.chunked_softmax_cross_entropy(
             jnp.zeros((2, 3)), jnp.ones((2, 3)) / 3, chunk_size=0
         )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_reduced_linear_losses_equal_the_reduced_per_example_forms(reduction, dtype):
+    """The scalar forms make their gradients in the forward pass: same value and gradients,
+    in every argument (targets and label smoothing too; zero for the teacher)."""
+    h, w, th, tw, q = (x.astype(dtype) for x in _data())
+    smoothing = jnp.asarray(0.1, dtype)
+    reduce = jnp.mean if reduction == "mean" else jnp.sum
+    tol = {"float64": 1e-10, "float32": 2e-5}[dtype]
+
+    def ce(reduced):
+        def f(h, w, q, smoothing):
+            if reduced:
+                return softxent.linear_softmax_cross_entropy(
+                    h, w, q, chunk_size=8, label_smoothing=smoothing, reduction=reduction)
+            return reduce(softxent.softmax_cross_entropy(h @ w, q, label_smoothing=smoothing))
+        return f
+
+    def distill(reduced):
+        def f(h, w, th, tw):
+            if reduced:
+                return softxent.linear_distillation_loss(
+                    h, w, th, tw, temperature=3.0, chunk_size=16, reduction=reduction)
+            return reduce(softxent.distillation_loss(h @ w, th @ tw, temperature=3.0))
+        return f
+
+    with jax.default_matmul_precision("highest"):
+        for make, args in ((ce, (h, w, q, smoothing)), (distill, (h, w, th, tw))):
+            want = jax.value_and_grad(make(False), argnums=(0, 1, 2, 3))(*args)
+            got = jax.jit(jax.value_and_grad(make(True), argnums=(0, 1, 2, 3)))(*args)
+            for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+            # Outside jit too (the backward pass then computes every cotangent eagerly).
+            eager = jax.grad(make(True), argnums=(0, 1))(*args)
+            for a, b in zip(eager, want[1][:2], strict=True):
+                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_reduced_linear_loss_makes_three_matrix_products_not_four():
+    h, w, _, _, q = _data()
+
+    def dots(f):
+        # XLA's optimised program: the cotangent of the targets, unused here, is dropped.
+        step = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+        return len(re.findall(r"= \S+ dot\(", step.lower(h, w).compile().as_text()))
+
+    per_example = dots(lambda h, w: jnp.mean(
+        softxent.linear_softmax_cross_entropy(h, w, q, chunk_size=8)))
+    reduced = dots(lambda h, w: softxent.linear_softmax_cross_entropy(
+        h, w, q, chunk_size=8, reduction="mean"))
+    assert (per_example, reduced) == (4, 3)
+
+
+def test_bad_reduction():
+    with pytest.raises(ValueError, match=r"reduction must be one of \('none', 'mean', 'sum'\), "
+                       r"got 'avg'"):
+        softxent.linear_softmax_cross_entropy(
+            jnp.zeros((2, 3)), jnp.zeros((3, 4)), jnp.ones((2, 4)) / 4, reduction="avg")

@@ -57,12 +57,12 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
     rows = []
     if not args.json:
         print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
-        print(f"{'loss':24} {'impl':8} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
+        print(f"{'loss':24} {'impl':11} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
               f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
     for item in _bench.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
         rows.append(item)
         if not args.json:
-            print(f"{item.loss:24} {item.impl:8} {item.n:6d} {item.d:5d} {item.v:7d} "
+            print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
                   f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
                   f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
     if args.json:
