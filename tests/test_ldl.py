@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
 
 from softxent.cli import main as cli
 from softxent.ldl import (
+    LDLData,
     LDLDataError,
     cross_validate,
     cross_validate_peer,
@@ -19,6 +22,14 @@ from softxent.ldl import (
     score,
 )
 from softxent.ldl import _metrics as metrics
+from softxent.ldl._benchmark import _standardisation, softmax_loss
+from softxent.ldl._models import (
+    SPARSE_BELOW,
+    bcoo_features,
+    fit_maxent,
+    maxent_logits,
+    sparse_pays,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ldl"
 
@@ -130,6 +141,55 @@ def test_maxent_recovers_a_maxent_generator(tmp_path):
     assert {"dataset", "n", "d", "k", "folds", "model", "loss", "seconds", "metrics"} <= set(result)
     peer = cross_validate_peer(data, folds=4)
     assert peer["metrics"]["kl"]["mean"] < 0.05  # no bias term, but the same family
+
+
+def _sparse_data(n: int = 120, d: int = 40, k: int = 3, nonzero: float = 0.03,
+                 seed: int = 0) -> LDLData:
+    """A bag-of-words-like matrix (mostly zeros) with maxent-generated labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, d)) * (rng.random((n, d)) < nonzero)
+    logits = x @ rng.normal(0, 3, (d, k))
+    labels = np.exp(logits - logits.max(1, keepdims=True))
+    return LDLData("sparse", x, labels / labels.sum(1, keepdims=True))
+
+
+def test_sparse_maxent_predicts_as_the_dense_one():
+    data = _sparse_data()
+    train = (fold_assignment(data.n, 3, seed=0)[None, :] != np.arange(3)[:, None]) * 1.0
+    # Standardised, so the test also covers the mean and scale folded into the weights.
+    mean, scale = (jnp.asarray(a) for a in _standardisation(data.features, train))
+    targets, train = jnp.asarray(data.labels), jnp.asarray(train)
+
+    def predictions(x):
+        params = jax.jit(lambda x: fit_maxent(softmax_loss("kl_divergence"), x, targets, train,
+                                              mean, scale, max_iter=10, gtol=1e-7))(x)
+        return jax.vmap(lambda p, m, s: jax.nn.softmax(maxent_logits(p, x, m, s)))(
+            params, mean, scale)
+
+    dense = predictions(jnp.asarray(data.features))
+    sparse = predictions(bcoo_features(data.features, "float64"))
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=1e-9)
+
+
+def test_cross_validate_measures_agree_between_sparse_and_dense():
+    data = _sparse_data()
+    dense = cross_validate(data, folds=3, max_iter=10, standardize=True, sparse=False)
+    sparse = cross_validate(data, folds=3, max_iter=10, standardize=True, sparse=True)
+    for name, value in dense["metrics"].items():
+        assert sparse["metrics"][name]["mean"] == pytest.approx(value["mean"], rel=0, abs=1e-9)
+
+
+def test_sparse_path_only_for_sparse_maxent_features(tmp_path):
+    under, at = np.zeros((10, 10)), np.zeros((10, 10))
+    under.flat[:round(100 * SPARSE_BELOW) - 1] = 1.0
+    at.flat[:round(100 * SPARSE_BELOW)] = 1.0
+    assert sparse_pays(under) and not sparse_pays(at)
+    assert cross_validate(_sparse_data(), folds=3, max_iter=5)["sparse"] is True
+    dense = load_mat(_synthetic(tmp_path))
+    assert cross_validate(dense, folds=3, max_iter=5)["sparse"] is False
+    assert cross_validate(_sparse_data(), model="mlp", folds=3)["sparse"] is False
+    with pytest.raises(ValueError, match="sparse features need model 'maxent'.*got model 'mlp'"):
+        cross_validate(_sparse_data(), model="mlp", folds=3, sparse=True)
 
 
 def test_mlp_and_other_losses_run(tmp_path):

@@ -4,7 +4,10 @@ All folds share the data matrix; each fold is a 0/1 weight on the rows (its
 training set), so one jitted call trains them all without copying the data:
 the MLP under ``vmap`` (its steps have no branches), maxent's L-BFGS with
 ``lax.map`` (see ``fit_maxent``). Features are standardised with each fold's
-training statistics, folded into the weights.
+training statistics, folded into the weights. Maxent reads a feature matrix under
+``SPARSE_BELOW`` nonzero (Movie's bag of words) as BCOO: the weights absorb the
+standardisation, so the matrix stays sparse and each loss evaluation of every
+fold touches only its nonzeros.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
+from jax.experimental import sparse
 
 from .._registry import LossSpec
 
@@ -29,9 +34,44 @@ def _weighted_loss(spec: LossSpec, logits: jax.Array, targets: jax.Array,
     return jnp.sum(weights * per_row) / jnp.sum(weights)
 
 
-def maxent_logits(params: dict[str, jax.Array], x: jax.Array, mean: jax.Array,
+# Sparse pays below this nonzero fraction. One loss-and-gradient evaluation on a
+# 7755 × 1869 matrix (Movie's shape, K = 5, float64, 2-core CPU) takes 19–20 ms
+# dense whatever the density, and as BCOO 2.9 ms at 1 % nonzero, 12.4 ms at 5 %,
+# 36.9 ms at 10 %: the break-even is near 7 % (random matrices; near 8 % at
+# 2000 × 250, 12 % at 300 × 150). 5 % keeps a margin on every shape measured.
+SPARSE_BELOW = 0.05
+
+
+def nonzero_fraction(features: np.ndarray) -> float:
+    return float(np.count_nonzero(features)) / max(features.size, 1)
+
+
+def sparse_pays(features: np.ndarray) -> bool:
+    """Whether maxent should read ``features`` as BCOO: under ``SPARSE_BELOW`` nonzero."""
+    return nonzero_fraction(features) < SPARSE_BELOW
+
+
+def bcoo_features(features: np.ndarray, dtype: str) -> sparse.BCOO:
+    """``features`` as a BCOO matrix, built from its nonzeros without a dense device copy.
+
+    BCOO rather than a hand-written COO ``segment_sum``: on CPU both lower to the
+    same gather and scatter-add, and measured alike on Movie (2.96 against 3.04 ms
+    per loss-and-gradient evaluation), so the library's type wins on simplicity.
+    """
+    # np.nonzero lists entries row by row, so the indices are sorted and unique.
+    rows, cols = np.nonzero(features)
+    indices = np.stack([rows, cols], axis=1).astype(np.int32)  # BCOO.fromdense's index type
+    return sparse.BCOO((jnp.asarray(features[rows, cols], dtype), jnp.asarray(indices)),
+                       shape=features.shape, indices_sorted=True, unique_indices=True)
+
+
+def maxent_logits(params: dict[str, jax.Array], x: jax.Array | sparse.BCOO, mean: jax.Array,
                   scale: jax.Array) -> jax.Array:
-    """Geng's maximum-entropy model, softmax((x − mean)/scale · w + b), as logits."""
+    """Geng's maximum-entropy model, softmax((x − mean)/scale · w + b), as logits.
+
+    The standardisation goes into the weights, never into ``x``, so a sparse
+    ``x`` stays sparse.
+    """
     w = params["w"] / scale[:, None]
     return x @ w + (params["b"] - mean @ w)
 
@@ -40,7 +80,7 @@ def maxent_logits(params: dict[str, jax.Array], x: jax.Array, mean: jax.Array,
 SCIPY_FTOL = 1e7 * 2.220446049250313e-16
 
 
-def fit_maxent(spec: LossSpec, x: jax.Array, targets: jax.Array, train: jax.Array,
+def fit_maxent(spec: LossSpec, x: jax.Array | sparse.BCOO, targets: jax.Array, train: jax.Array,
                mean: jax.Array, scale: jax.Array, *, max_iter: int, gtol: float,
                ftol: float = SCIPY_FTOL, l2: float = 0.0) -> dict[str, jax.Array]:
     """Fit the linear softmax model of every fold with optax L-BFGS.
