@@ -204,3 +204,13 @@ def test_sigmoid_bce_fast_path_matches_reference(weighted, smoothing):
     assert np.all(np.asarray(g)[~np.asarray(where)] == 0)
     if smoothing == 0.0 and not weighted:
         np.testing.assert_allclose(g, jnp.where(where, jax.nn.sigmoid(x) - y, 0), atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "distillation_loss"])
+def test_a_nan_logit_gives_nan_in_its_row_only(name):
+    """The +inf-row limit must not hide a NaN logit (nor a NaN beside a +inf)."""
+    z = jnp.array([[0.5, jnp.nan, -1.0], [jnp.inf, jnp.nan, 0.0], [0.5, 0.2, -1.0]])
+    q = jnp.array([[0.2, 0.3, 0.5]] * 3)
+    fn = softxent.get_loss(name).fn
+    value = fn(z, q) if name != "distillation_loss" else fn(z, jnp.zeros_like(z))
+    assert np.isnan(value[:2]).all() and np.isfinite(value[2])
