@@ -12,6 +12,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -177,6 +178,53 @@ def run_bench(
 
 def as_dict(result: Result | LargeVocabResult) -> dict[str, object]:
     return asdict(result)
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.0f}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's table of a run: one line per loss, shape and dtype, the
+    implementations side by side (``rows`` as ``as_dict`` or ``--json`` gives them)."""
+    cases: dict[tuple[object, ...], dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        case = (row["loss"], row["n"], row["v"], row["dtype"])
+        cases.setdefault(case, {})[row["impl"]] = row
+    lines = [
+        "| loss | N x V | dtype | optax ms | softxent ms | naive ms | x optax "
+        "| temp MiB optax / softxent | softxent bound % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (loss, n, v, dtype), impls in cases.items():
+        ms = {impl: f"{impls[impl]['median_s'] * 1e3:.1f}" if impl in impls else "" for impl in IMPLS}
+        if "optax" in impls and "softxent" in impls:
+            ratio = f"{impls['optax']['median_s'] / impls['softxent']['median_s']:.2f}"
+            temp = f"{_mib(impls['optax']['temp_bytes'])} / {_mib(impls['softxent']['temp_bytes'])}"
+        else:
+            ratio = temp = ""
+        bound = f"{100 * impls['softxent']['bound_fraction']:.0f}" if "softxent" in impls else ""
+        lines.append(f"| {loss} | {n}x{v} | {dtype} | {ms['optax']} | {ms['softxent']} "
+                     f"| {ms['naive']} | {ratio} | {temp} | {bound} |")
+    return "\n".join(lines)
+
+
+def large_vocab_markdown(rows: list[dict[str, Any]]) -> str:
+    """The README's table of a ``--large-vocab`` run: one line per loss, dtype and
+    implementation, with its time relative to forming the logits."""
+    unfused = {(r["loss"], r["dtype"]): r["median_s"] for r in rows if r["impl"] == "unfused"}
+    lines = [
+        "| loss | dtype | N x D x V | chunk | impl | ms | x unfused | temp MiB | peak MiB |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        base = unfused.get((r["loss"], r["dtype"]))
+        speed = f"{base / r['median_s']:.2f}" if base else ""
+        lines.append(
+            f"| {r['loss']} | {r['dtype']} | {r['n']}x{r['d']}x{r['v']} | {r['chunk_size']} "
+            f"| {r['impl']} | {r['median_s'] * 1e3:.1f} | {speed} | {_mib(r['temp_bytes'])} "
+            f"| {_mib(r['peak_bytes'])} |")
+    return "\n".join(lines)
 
 
 # Large vocabulary: hidden states [N, D] times an output matrix [D, V], then the

@@ -81,3 +81,52 @@ def test_cli_large_vocab_bad_arguments(capsys):
     assert "--chunk-size must be >= 1, got 0" in capsys.readouterr().err
     assert main(["bench", "--shape", "8,4,16"]) == 2
     assert "--shape applies to --large-vocab only" in capsys.readouterr().err
+
+
+def test_markdown_puts_the_implementations_side_by_side(capsys, monkeypatch):
+    monkeypatch.setattr(_bench, "QUICK_SHAPES", ((4, 8),))
+    monkeypatch.setattr(_bench, "DTYPES", ("float32",))
+    monkeypatch.setattr(_bench, "copy_bandwidth", lambda: 1e10)
+    assert main(["bench", "--quick", "--json", "--repeats", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    lines = _bench.markdown(rows).splitlines()
+    assert len(lines) == 2 + len(_bench.LOSSES)
+    by_impl = {(r["loss"], r["impl"]): r for r in rows}
+    for line, loss in zip(lines[2:], _bench.LOSSES, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:3] == [loss, "4x8", "float32"]
+        optax, ours = by_impl[loss, "optax"], by_impl[loss, "softxent"]
+        assert cells[3] == f"{optax['median_s'] * 1e3:.1f}"
+        assert cells[6] == f"{optax['median_s'] / ours['median_s']:.2f}"
+        assert cells[8] == f"{100 * ours['bound_fraction']:.0f}"
+
+
+def test_from_json_formats_a_saved_large_vocab_run(tmp_path, capsys):
+    rows = [
+        {"loss": "softmax_cross_entropy", "impl": impl, "n": 8, "d": 4, "v": 16,
+         "dtype": "float32", "chunk_size": 3, "median_s": seconds, "temp_bytes": 2**21,
+         "peak_bytes": 3 * 2**20}
+        for impl, seconds in [("unfused", 0.02), ("linear", 0.04), ("linear_mean", 0.01)]
+    ]
+    saved = tmp_path / "lv.json"
+    saved.write_text(json.dumps(rows))
+    assert main(["bench", "--from-json", str(saved)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ("| softmax_cross_entropy | float32 | 8x4x16 | 3 | unfused | 20.0 | 1.00 "
+                        "| 2 | 3 |")
+    assert "| linear | 40.0 | 0.50 |" in lines[3] and "| linear_mean | 10.0 | 2.00 |" in lines[4]
+
+
+def test_from_json_bad_files(tmp_path, capsys):
+    missing = tmp_path / "none.json"
+    assert main(["bench", "--from-json", str(missing)]) == 2
+    assert f"cannot read {missing}" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"loss": "kl_divergence", "impl": "optax"}]))
+    assert main(["bench", "--from-json", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert f"{wrong}: entry 0 has keys ['impl', 'loss'], expected" in err
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    assert main(["bench", "--from-json", str(empty)]) == 2
+    assert "must hold a non-empty JSON list" in capsys.readouterr().err

@@ -10,12 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 HELP = "benchmark the losses against optax and a naive implementation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    output.add_argument(
+        "--markdown", action="store_true",
+        help="print the README's Markdown table (implementations side by side) after the run",
+    )
+    parser.add_argument(
+        "--from-json", metavar="PATH", default=None,
+        help="run nothing: print the Markdown table of a saved --json output (of either kind)",
+    )
     parser.add_argument("--quick", action="store_true", help="small shapes only (smoke test)")
     parser.add_argument(
         "--repeats", type=int, default=7, help="timed runs per case (>= 1; default 7)"
@@ -55,20 +65,59 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
         return 2
     dtypes = tuple(args.dtype) if args.dtype else ("float32",)
     rows = []
-    if not args.json:
+    table = not (args.json or args.markdown)
+    if table:
         print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
         print(f"{'loss':24} {'impl':11} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
               f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
     for item in _bench.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
         rows.append(item)
-        if not args.json:
+        if table:
             print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
                   f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
                   f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
-    if args.json:
-        json.dump([_bench.as_dict(r) for r in rows], sys.stdout, indent=1)
-        print()
+    _print_rows(args, [_bench.as_dict(r) for r in rows])
     return 0
+
+
+def _print_rows(args: argparse.Namespace, dicts: list[dict[str, Any]]) -> None:
+    if args.json:
+        json.dump(dicts, sys.stdout, indent=1)
+        print()
+    elif args.markdown:
+        print(_markdown(dicts))
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    from .. import _bench
+
+    if rows and "d" in rows[0]:
+        return _bench.large_vocab_markdown(rows)
+    return _bench.markdown(rows)
+
+
+def _read_saved(path: str) -> list[dict[str, Any]]:
+    """Rows of a saved ``--json`` output, or ValueError naming the file and the problem."""
+    from .. import _bench
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            rows = json.load(handle)
+    except OSError as error:
+        raise ValueError(f"--from-json: cannot read {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--from-json: {path} is not JSON ({error})") from None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"--from-json: {path} must hold a non-empty JSON list of objects "
+                         "as `softxent bench --json` prints it")
+    kind = _bench.LargeVocabResult if "d" in rows[0] else _bench.Result
+    expected = set(kind.__dataclass_fields__)
+    for index, row in enumerate(rows):
+        if set(row) != expected:
+            raise ValueError(
+                f"--from-json: {path}: entry {index} has keys {sorted(row)}, expected "
+                f"{sorted(expected)}")
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"softxent bench: --chunk-size must be >= 1, got {args.chunk_size}",
               file=sys.stderr)
         return 2
+    if args.from_json is not None:
+        try:
+            print(_markdown(_read_saved(args.from_json)))
+        except ValueError as error:
+            print(f"softxent bench: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.large_vocab:
         return _run_large_vocab(args)
     if args.shape is not None:
@@ -88,22 +144,21 @@ def run(args: argparse.Namespace) -> int:
 
     shapes = _bench.QUICK_SHAPES if args.quick else _bench.FULL_SHAPES
     rows = []
-    bandwidth = None
+    table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
     for item in _bench.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
         if isinstance(item, float):
-            bandwidth = item
-            if args.json:  # stdout stays pure JSON
-                print(f"copy bandwidth: {bandwidth / 1e9:.2f} GB/s", file=sys.stderr)
+            if not table:  # stdout stays pure JSON / Markdown
+                print(f"copy bandwidth: {item / 1e9:.2f} GB/s", file=sys.stderr)
             else:
-                print(f"copy bandwidth: {bandwidth / 1e9:.2f} GB/s; medians of {args.repeats} runs")
+                print(f"copy bandwidth: {item / 1e9:.2f} GB/s; medians of {args.repeats} runs")
                 print(
                     f"{'loss':30} {'impl':9} {'n':>5} {'v':>6} {'dtype':8} {'median ms':>10} "
                     f"{'vs optax':>8} {'temp MB':>9} {'bound %':>7}"
                 )
             continue
         rows.append(item)
-        if not args.json:
+        if table:
             ref = next(
                 (
                     r
@@ -120,7 +175,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{100 * item.bound_fraction:7.1f}",
                 flush=True,
             )
-    if args.json:
-        json.dump([_bench.as_dict(r) for r in rows], sys.stdout, indent=1)
-        print()
+    _print_rows(args, [_bench.as_dict(r) for r in rows])
     return 0
