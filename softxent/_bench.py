@@ -197,7 +197,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for (loss, n, v, dtype), impls in cases.items():
-        ms = {impl: f"{impls[impl]['median_s'] * 1e3:.1f}" if impl in impls else "" for impl in IMPLS}
+        ms = {impl: f"{impls[impl]['median_s'] * 1e3:.1f}" if impl in impls else ""
+              for impl in IMPLS}
         if "optax" in impls and "softxent" in impls:
             ratio = f"{impls['optax']['median_s'] / impls['softxent']['median_s']:.2f}"
             temp = f"{_mib(impls['optax']['temp_bytes'])} / {_mib(impls['softxent']['temp_bytes'])}"
