@@ -15,6 +15,7 @@ from softxent.cli import main as cli
 from softxent.ldl import (
     LDLData,
     LDLDataError,
+    _benchmark,
     cross_validate,
     cross_validate_peer,
     fold_assignment,
@@ -242,3 +243,70 @@ def test_markdown_prints_published_figures_with_their_source():
     assert len(published) == 1 and published[0].startswith("| SJAFFE | SA-BFGS")
     assert "0.107 ± 0.015" in published[0] and "0.860 ± 0.019" in published[0]
     assert PUBLISHED["SJAFFE"].source in table
+
+
+# -- l2 = "auto" ---------------------------------------------------------------------
+
+
+def _overfitting_data(n: int = 90, d: int = 60, k: int = 3, seed: int = 0) -> LDLData:
+    """Labels from a weak signal in two features plus label noise, among many noise
+    features: unregularised maxent fits the noise, a ridge penalty does better."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    logits = x[:, :2] @ rng.normal(0, 1, (2, k)) + rng.normal(0, 1, (n, k))
+    labels = np.exp(logits - logits.max(1, keepdims=True))
+    return LDLData("overfit", x, labels / labels.sum(1, keepdims=True))
+
+
+def test_l2_auto_regularises_where_the_unregularised_fit_overfits():
+    data = _overfitting_data()
+    auto = cross_validate(data, folds=3, max_iter=200, l2="auto")
+    plain = cross_validate(data, folds=3, max_iter=200)
+    assert len(auto["l2"]) == 3 and all(v in _benchmark.L2_GRID for v in auto["l2"])
+    assert min(auto["l2"]) > 0
+    assert auto["metrics"]["kl"]["mean"] < plain["metrics"]["kl"]["mean"]
+
+
+def test_l2_auto_with_one_candidate_is_that_fixed_penalty(monkeypatch):
+    data = _overfitting_data()
+    monkeypatch.setattr(_benchmark, "L2_GRID", (1e-3,))
+    auto = cross_validate(data, folds=3, max_iter=50, l2="auto")
+    fixed = cross_validate(data, folds=3, max_iter=50, l2=1e-3)
+    assert auto["l2"] == [1e-3] * 3 and fixed["l2"] == 1e-3
+    for name, value in fixed["metrics"].items():
+        assert auto["metrics"][name]["mean"] == pytest.approx(value["mean"], rel=1e-12)
+
+
+def test_l2_auto_never_sees_the_test_rows(monkeypatch):
+    """The validation scores behind the choice use training rows of that fold only."""
+    data = _overfitting_data()
+    calls = []
+
+    def recording_score(labels, predicted):
+        calls.append(labels)
+        return score(labels, predicted)
+
+    monkeypatch.setattr(_benchmark, "score", recording_score)
+    cross_validate(data, folds=3, max_iter=20, l2="auto")
+    grid = len(_benchmark.L2_GRID)
+    assert len(calls) == 3 * grid + 3  # the choice, then the three test folds
+    fold = fold_assignment(data.n, 3, seed=0)
+    row_index = {row.tobytes(): i for i, row in enumerate(data.labels)}
+    for call, labels in enumerate(calls[:3 * grid]):
+        rows = [row_index[row.tobytes()] for row in labels]
+        assert len(rows) > 0 and not np.any(fold[rows] == call // grid)
+
+
+def test_l2_bad_values(tmp_path, capsys):
+    data = _overfitting_data()
+    with pytest.raises(ValueError, match="l2 must be a number >= 0 or 'auto', got 'best'"):
+        cross_validate(data, folds=3, l2="best")
+    with pytest.raises(ValueError, match="l2='auto' needs model 'maxent', got model 'mlp'"):
+        cross_validate(data, model="mlp", folds=3, l2="auto")
+    path = _synthetic(tmp_path)
+    assert cli(["ldl", "--data", str(path), "--model", "mlp", "--l2", "auto"]) == 2
+    assert "--l2 auto needs --model maxent, got --model mlp" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["ldl", "--data", str(path), "--l2", "best"])
+    assert exit_info.value.code == 2
+    assert "expected a number >= 0 or 'auto', got 'best'" in capsys.readouterr().err

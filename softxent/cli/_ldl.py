@@ -18,6 +18,16 @@ ARROWS = {"chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Canbe
           "kl": "KL ↓", "cosine": "Cosine ↑", "intersection": "Intersection ↑"}
 
 
+def _l2_value(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 or 'auto', got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="one .mat file")
@@ -28,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations (maxent)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--l2", type=float, default=0.0,
-                        help="ridge penalty on the maxent weights (default 0: Geng's model)")
+    parser.add_argument("--l2", type=_l2_value, default=0.0, metavar="L2|auto",
+                        help="ridge penalty on the maxent weights (default 0: Geng's model); "
+                        "'auto' picks each fold's from 0, 1e-4, 1e-3, 1e-2 by validation "
+                        "inside its training rows")
     parser.add_argument("--standardize", action="store_true",
                         help="standardise features per training fold (always on for mlp)")
     parser.add_argument("--normalize", action="store_true",
@@ -101,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         jax.config.update("jax_enable_x64", True)
     if args.folds < 2:
         return _fail(f"--folds must be at least 2, got {args.folds}")
-    if not args.l2 >= 0:
+    if args.l2 == "auto":
+        if args.model != "maxent":
+            return _fail(f"--l2 auto needs --model maxent, got --model {args.model}")
+    elif not args.l2 >= 0:
         return _fail(f"--l2 must be >= 0, got {args.l2}")
     if args.max_iter < 1:
         return _fail(f"--max-iter must be at least 1, got {args.max_iter}")
