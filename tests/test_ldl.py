@@ -271,8 +271,9 @@ def test_l2_auto_with_one_candidate_is_that_fixed_penalty(monkeypatch):
     data = _overfitting_data()
     monkeypatch.setattr(_benchmark, "L2_GRID", (1e-3,))
     auto = cross_validate(data, folds=3, max_iter=50, l2="auto")
-    fixed = cross_validate(data, folds=3, max_iter=50, l2=1e-3)
+    fixed = cross_validate(data, folds=3, max_iter=50, l2=1e-3, standardize=True)
     assert auto["l2"] == [1e-3] * 3 and fixed["l2"] == 1e-3
+    assert auto["standardize"] is True
     for name, value in fixed["metrics"].items():
         assert auto["metrics"][name]["mean"] == pytest.approx(value["mean"], rel=1e-12)
 

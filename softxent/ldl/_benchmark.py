@@ -46,8 +46,9 @@ def _summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
                 "std": float(np.std([f[m] for f in per_fold]))} for m in MEASURES}
 
 
-# Ridge penalties l2="auto" chooses from (per training example, on the weights).
-L2_GRID: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
+# Ridge penalties l2="auto" chooses from (per training example, on the weights of
+# standardised features, so one scale of penalty suits every dataset).
+L2_GRID: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 INNER_FOLDS = 5  # one fifth of each training fold validates the choice
 
 
@@ -101,7 +102,9 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
 
     ``l2="auto"`` (maxent only) picks each fold's ridge penalty from ``L2_GRID``
     by validation inside that fold's training rows (see ``_choose_l2``); the test
-    rows play no part in the choice. ``seconds`` includes the selection.
+    rows play no part in the choice, and ``seconds`` includes it. A penalty on
+    the weights needs features on one scale, so ``l2="auto"`` standardises them
+    unless ``standardize=False`` is given.
 
     The result matches ``softxent ldl --json``: dataset, n, d, k, folds, model,
     loss, seconds, metrics as {name: {mean, std}} over folds (std with ddof = 0,
@@ -132,7 +135,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     fold = fold_assignment(data.n, folds, seed)
     train = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float64)
     if standardize is None:
-        standardize = model != "maxent"
+        standardize = model != "maxent" or l2 == "auto"
     if standardize:
         mean, scale = _standardisation(data.features, train)
     else:
