@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l2", type=_l2_value, default=0.0, metavar="L2|auto",
                         help="ridge penalty on the maxent weights (default 0: Geng's model); "
                         "'auto' standardises the features and picks each fold's penalty "
-                        "from 0, 1e-4, ..., 1 by validation inside its training rows")
+                        "from 1e-4, 1e-3, ..., 1 by validation inside its training rows")
     parser.add_argument("--standardize", action="store_true",
                         help="standardise features per training fold (always on for mlp)")
     parser.add_argument("--normalize", action="store_true",

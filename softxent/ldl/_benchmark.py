@@ -47,8 +47,11 @@ def _summary(per_fold: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 # Ridge penalties l2="auto" chooses from (per training example, on the weights of
-# standardised features, so one scale of penalty suits every dataset).
-L2_GRID: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+# standardised features, so one scale of penalty suits every dataset). No 0: the
+# unregularised fit is the default mode, and where it runs into the iteration cap
+# it would cost as much as all the other candidates together (Movie: 21.8 s with
+# 0 left out, 27.7 s with it; the same penalty chosen in every fold).
+L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 INNER_FOLDS = 5  # one fifth of each training fold validates the choice
 
 
