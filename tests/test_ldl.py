@@ -263,7 +263,7 @@ def test_l2_auto_regularises_where_the_unregularised_fit_overfits():
     auto = cross_validate(data, folds=3, max_iter=200, l2="auto")
     plain = cross_validate(data, folds=3, max_iter=200)
     assert len(auto["l2"]) == 3 and all(v in _benchmark.L2_GRID for v in auto["l2"])
-    assert min(auto["l2"]) > 0
+    assert min(auto["l2"]) >= 0.1  # the strong end of the grid for 60 noise features
     assert auto["metrics"]["kl"]["mean"] < plain["metrics"]["kl"]["mean"]
 
 
