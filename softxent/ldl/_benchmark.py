@@ -55,12 +55,19 @@ L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 INNER_FOLDS = 5  # one fifth of each training fold validates the choice
 
 
+def _predict(logits_fn: Any, params: Any, x: Any, mean: Any, scale: Any) -> np.ndarray:
+    """Every fold's predicted distributions for all rows, as float64 NumPy."""
+    import jax
+
+    predict = jax.jit(jax.vmap(lambda p, m, s: jax.nn.softmax(logits_fn(p, x, m, s))))
+    return np.asarray(predict(params, mean, scale), dtype=np.float64)
+
+
 def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, seed: int,
                labels: np.ndarray) -> np.ndarray:
     """Each outer fold's penalty from ``L2_GRID``: fit on four fifths of its training
     rows with every candidate at once and keep the one with the lowest mean KL on
     the remaining fifth. Test rows are never seen."""
-    import jax
     import jax.numpy as jnp
 
     from ._models import maxent_logits
@@ -74,12 +81,11 @@ def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, 
     validation = np.stack([(fold != f) & (inner == 0) for f in range(folds)])
     fit_rows = np.stack([(fold != f) & (inner != 0) for f in range(folds)])
     dtype = targets.dtype
-    params = fit(x, targets, jnp.asarray(np.repeat(fit_rows, grid, axis=0), dtype),
-                 jnp.repeat(mean, grid, axis=0), jnp.repeat(scale, grid, axis=0),
+    # Row i of every array is outer fold i // grid with candidate i % grid.
+    mean, scale = jnp.repeat(mean, grid, axis=0), jnp.repeat(scale, grid, axis=0)
+    params = fit(x, targets, jnp.asarray(np.repeat(fit_rows, grid, axis=0), dtype), mean, scale,
                  jnp.asarray(np.tile(L2_GRID, folds), dtype))
-    predict = jax.jit(jax.vmap(lambda p, m, s: jax.nn.softmax(maxent_logits(p, x, m, s))))
-    predictions = np.asarray(predict(params, jnp.repeat(mean, grid, axis=0),
-                                     jnp.repeat(scale, grid, axis=0)), dtype=np.float64)
+    predictions = _predict(maxent_logits, params, x, mean, scale)
     kl = np.array([score(labels[validation[i // grid]], predictions[i][validation[i // grid]])["kl"]
                    for i in range(folds * grid)]).reshape(folds, grid)
     kl = np.where(np.isfinite(kl), kl, np.inf)  # a diverged candidate is never chosen
@@ -158,9 +164,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     else:
         fit = jax.jit(lambda *a: fit_mlp(spec, *a, key=jax.random.key(seed)))
         params = fit(*arrays)
-    logits_fn = MODELS[model]
-    predict = jax.jit(jax.vmap(lambda p, m, s: jax.nn.softmax(logits_fn(p, x, m, s))))
-    predictions = np.asarray(predict(params, mean, scale), dtype=np.float64)
+    predictions = _predict(MODELS[model], params, x, mean, scale)
     seconds = time.perf_counter() - start
     per_fold = [score(data.labels[fold == f], predictions[f][fold == f]) for f in range(folds)]
     return {
