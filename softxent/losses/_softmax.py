@@ -14,7 +14,6 @@ from jax.typing import ArrayLike
 
 from .._numerics import (
     expm1,
-    keep_mask,
     log1mexp,
     masked_log_softmax,
     masked_sum,
@@ -29,12 +28,6 @@ from ._fused import softmax_target_loss
 _SMOOTHING = Param(
     "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
 )
-
-
-def _smooth(targets: jax.Array, keep: jax.Array, alpha: jax.Array, axis: int) -> jax.Array:
-    kept = jnp.sum(keep, axis=axis, keepdims=True).astype(targets.dtype)
-    uniform = alpha / jnp.maximum(kept, 1)
-    return jnp.where(keep, (1 - alpha) * targets + uniform, 0)
 
 
 def _cross_entropy_terms(targets: jax.Array, log_probs: jax.Array) -> jax.Array:
@@ -92,10 +85,14 @@ def softmax_cross_entropy(
     """
     name = "softmax_cross_entropy"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
-    keep = keep_mask(where, logits.shape)
-    q = _smooth(targets, keep, as_param(label_smoothing, dtype), axis)
     return softmax_target_loss(
-        _reference_cross_entropy, logits, q, axis, where, with_entropy=False
+        _reference_cross_entropy,
+        logits,
+        targets,
+        axis,
+        where,
+        with_entropy=False,
+        label_smoothing=as_param(label_smoothing, dtype),
     )
 
 
