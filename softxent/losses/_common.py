@@ -27,10 +27,13 @@ def prepare(
     predictions_name: str = "logits",
     targets_name: str = "targets",
     targets_floating: bool = False,
+    cast: bool = True,
 ) -> tuple[jax.Array, jax.Array, int | None, jax.Array | None, jnp.dtype]:
     """Check and cast a loss's arguments; return them in the compute dtype.
 
-    ``axis=None`` marks an elementwise loss (no class axis to check).
+    ``axis=None`` marks an elementwise loss (no class axis to check). With
+    ``cast=False`` the arrays keep their own dtypes, for a loss that casts
+    them where it reads them (a cast here would be an array of its own).
     """
     predictions = jnp.asarray(predictions)
     targets = jnp.asarray(targets)
@@ -43,7 +46,8 @@ def prepare(
     if axis is not None:
         axis = check_axis(fn, axis, predictions.ndim)
     dtype = compute_dtype(predictions.dtype, targets.dtype)
-    predictions, targets = predictions.astype(dtype), targets.astype(dtype)
+    if cast:
+        predictions, targets = predictions.astype(dtype), targets.astype(dtype)
     if where is not None:
         where = jnp.asarray(where)
         check_where(fn, where, predictions.shape)

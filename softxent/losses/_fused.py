@@ -11,7 +11,9 @@ materialised N x V temporary, so on the CPU the row statistics of a large array
 are computed a block of rows at a time (``_row_blocked``): the temporaries stay
 in cache and the compiled step keeps no N x V buffer beyond the gradient
 (``softxent bench`` reports the temp memory). Other backends fuse the
-elementwise work into the reductions and take the whole array at once. The
+elementwise work into the reductions and take the whole array at once.
+bfloat16 inputs are cast to float32 where they are read (per block, and in the
+gradient's pass), not copied whole beforehand. The
 tangent is linear in the tangents, so JAX
 transposes it into the VJP: forward mode (``jacfwd``), reverse mode and higher
 derivatives all work, which a ``custom_vjp`` would not allow.
@@ -40,7 +42,7 @@ Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None"], jax.Array]
 # The CPU's row-blocked statistics: below this many entries the whole-array
 # temporaries fit in cache anyway; above it each block holds about this many.
 BLOCKED_MIN_ENTRIES = 1 << 20
-BLOCK_ENTRIES = 1 << 17
+BLOCK_ENTRIES = 1 << 18
 
 
 def _limited(logits: jax.Array, keep: jax.Array | None, pos_inf_row: jax.Array) -> jax.Array:
@@ -97,6 +99,16 @@ def _row_statistics(
     return peak, total, mass, weighted
 
 
+def _as_bits(x: jax.Array) -> jax.Array:
+    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize == 2:
+        return lax.bitcast_convert_type(x, jnp.uint16)
+    return x
+
+
+def _from_bits(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    return lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+
+
 def _row_blocked(
     statistics: Callable[..., tuple[jax.Array, ...]], arrays: list[jax.Array], block_rows: int
 ) -> tuple[jax.Array, ...]:
@@ -111,17 +123,24 @@ def _row_blocked(
     shape = arrays[0].shape
     rows, classes = math.prod(shape[:-1]), shape[-1]
     block_rows = min(block_rows, rows)
-    flat = [a.reshape(rows, classes) for a in arrays]
+    dtypes = [a.dtype for a in arrays]
+    # XLA's CPU backend widens a loop's bfloat16 operand to float32 outside the
+    # loop (a full-size copy); the same bits as unsigned integers stay as they are.
+    flat = [_as_bits(a).reshape(rows, classes) for a in arrays]
 
     def block(i: jax.Array, outputs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         start = jnp.minimum(i * block_rows, rows - block_rows)
-        parts = statistics(*(lax.dynamic_slice_in_dim(a, start, block_rows) for a in flat))
+        blocks = (
+            _from_bits(lax.dynamic_slice_in_dim(a, start, block_rows), dtype)
+            for a, dtype in zip(flat, dtypes, strict=True)
+        )
+        parts = statistics(*blocks)
         return tuple(
             lax.dynamic_update_slice_in_dim(out, part, start, 0)
             for out, part in zip(outputs, parts, strict=True)
         )
 
-    blocks = (jax.ShapeDtypeStruct((block_rows, classes), a.dtype) for a in flat)
+    blocks = (jax.ShapeDtypeStruct((block_rows, classes), d) for d in dtypes)
     shapes = jax.eval_shape(statistics, *blocks)
     initial = tuple(jnp.zeros((rows, 1), s.dtype) for s in shapes)
     outputs = lax.fori_loop(0, -(-rows // block_rows), block, initial)
@@ -136,14 +155,16 @@ def _statistics(
     smoothing: jax.Array | None,
     axis: int,
     with_entropy: bool,
+    dtype: jnp.dtype,
 ) -> tuple[jax.Array, ...]:
-    """``_row_statistics``, row-blocked on the CPU for large arrays with the class axis last."""
+    """``_row_statistics`` in ``dtype``; row-blocked on the CPU (large arrays, class axis last)."""
     optional = [a for a in (log_targets, keep) if a is not None]
 
     def whole(z: jax.Array, q: jax.Array, *rest: jax.Array, axis: int = axis) -> tuple:
         it = iter(rest)
         log_q = None if log_targets is None else next(it)
         kept = None if keep is None else next(it)
+        z, q = z.astype(dtype), q.astype(dtype)  # per block: no full-size copy
         return _row_statistics(z, q, log_q, kept, smoothing, axis, with_entropy)
 
     # Distillation's targets and their logarithms come from the teacher's
@@ -174,11 +195,14 @@ def _value_and_slope(
     smoothing: jax.Array | None,
     axis: int,
     with_entropy: bool,
+    dtype: jnp.dtype,
 ) -> tuple[jax.Array, jax.Array]:
-    """The loss per row and its gradient in the logits (targets are 0 at masked classes)."""
+    """The loss per row and its gradient in the logits (targets are 0 at masked classes),
+    computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``."""
     peak, total, mass, weighted = _statistics(
-        logits, targets, log_targets, keep, smoothing, axis, with_entropy
+        logits, targets, log_targets, keep, smoothing, axis, with_entropy, dtype
     )
+    logits, targets = logits.astype(dtype), targets.astype(dtype)
     if smoothing is not None:
         targets = smooth_targets(targets, keep, smoothing, axis)
     pos_inf_row = jnp.isposinf(peak)
@@ -200,6 +224,7 @@ def softmax_target_loss(
     with_entropy: bool,
     log_targets: jax.Array | None = None,
     label_smoothing: jax.Array | None = None,
+    dtype: jnp.dtype | None = None,
 ) -> jax.Array:
     """Soft cross-entropy (``with_entropy=False``) or KL (``True``) with the fast tangent.
 
@@ -209,12 +234,15 @@ def softmax_target_loss(
     a logarithm per entry; it must carry no gradient. ``label_smoothing`` (a
     scalar) replaces the targets by ``smooth_targets``; it is applied here, not
     by the caller, so that no smoothed N x V copy is made before the row loop.
+    ``dtype`` is the compute dtype, when ``logits`` and ``targets`` are passed in
+    a narrower one (bfloat16): they are cast where they are read.
     """
+    dtype = logits.dtype if dtype is None else jnp.dtype(dtype)
     masked = where is not None
     smoothed = label_smoothing is not None
     keep_arg = jnp.broadcast_to(where, logits.shape) if masked else jnp.ones((), dtype=bool)
-    log_arg = jnp.zeros((), logits.dtype) if log_targets is None else log_targets
-    alpha_arg = jnp.zeros((), logits.dtype) if label_smoothing is None else label_smoothing
+    log_arg = jnp.zeros((), dtype) if log_targets is None else log_targets
+    alpha_arg = jnp.zeros((), dtype) if label_smoothing is None else label_smoothing
 
     def parts(z, q, log_q, keep_arg, alpha):
         return _value_and_slope(
@@ -225,9 +253,11 @@ def softmax_target_loss(
             alpha if smoothed else None,
             axis,
             with_entropy,
+            dtype,
         )
 
     def reference_in_targets(z, q, keep_arg, alpha):
+        z, q = z.astype(dtype), q.astype(dtype)
         keep = keep_arg if masked else None
         if smoothed:
             q = smooth_targets(q, keep, alpha, axis)
@@ -247,7 +277,7 @@ def softmax_target_loss(
         value, slope = parts(z, q, log_q, keep_arg, alpha)
         tangent = jnp.zeros(value.shape, value.dtype)
         if not isinstance(dz, SymbolicZero):
-            tangent = jnp.sum(slope * dz, axis=axis)
+            tangent = jnp.sum(slope * dz.astype(dtype), axis=axis)
         if not (isinstance(dq, SymbolicZero) and isinstance(d_alpha, SymbolicZero)):
             dq, d_alpha = (
                 jnp.zeros(d.shape, d.dtype) if isinstance(d, SymbolicZero) else d

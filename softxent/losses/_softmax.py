@@ -84,7 +84,7 @@ def softmax_cross_entropy(
       Vision, CVPR 2016.
     """
     name = "softmax_cross_entropy"
-    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
     return softmax_target_loss(
         _reference_cross_entropy,
         logits,
@@ -93,6 +93,7 @@ def softmax_cross_entropy(
         where,
         with_entropy=False,
         label_smoothing=as_param(label_smoothing, dtype),
+        dtype=dtype,
     )
 
 
@@ -152,8 +153,10 @@ def kl_divergence(
       Kullback and Leibler, On Information and Sufficiency, Ann. Math. Stat. 1951.
     """
     name = "kl_divergence"
-    logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
-    return softmax_target_loss(_reference_kl, logits, targets, axis, where, with_entropy=True)
+    logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
+    return softmax_target_loss(
+        _reference_kl, logits, targets, axis, where, with_entropy=True, dtype=dtype
+    )
 
 
 @register_loss(
