@@ -268,3 +268,15 @@ def test_large_arrays_match_the_reference_with_no_full_size_temporary(name, ref,
     if jax.default_backend() == "cpu" and name != "distillation_loss":
         # distillation stays on the whole-array path (see _fused._statistics)
         assert step.memory_analysis().temp_size_in_bytes < z.nbytes / 2
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence"])
+def test_only_the_cpu_lowering_loops_over_row_blocks(name):
+    """GPUs and TPUs fuse the row statistics themselves: their programs (lowered
+    here without the device) must not contain the CPU's loop over row blocks."""
+    fn = softxent.get_loss(name).fn
+    spec = jax.ShapeDtypeStruct((2048, 1024), jnp.float32)
+    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
+    for platform, loops in [("cpu", True), ("cuda", False), ("tpu", False)]:
+        module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
+        assert ("stablehlo.while" in module) == loops, platform
