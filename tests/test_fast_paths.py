@@ -265,12 +265,11 @@ def test_large_arrays_match_the_reference_with_no_full_size_temporary(name, ref,
     np.testing.assert_allclose(value, want_value, rtol=1e-6)
     scale = float(jnp.max(jnp.abs(want_grad)))
     np.testing.assert_allclose(grad, want_grad, rtol=0, atol=1e-6 * scale)
-    if jax.default_backend() == "cpu" and name != "distillation_loss":
-        # distillation stays on the whole-array path (see _fused._statistics)
+    if jax.default_backend() == "cpu":
         assert step.memory_analysis().temp_size_in_bytes < z.nbytes / 2
 
 
-@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence"])
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "distillation_loss"])
 def test_only_the_cpu_lowering_loops_over_row_blocks(name):
     """GPUs and TPUs fuse the row statistics themselves: their programs (lowered
     here without the device) must not contain the CPU's loop over row blocks."""
@@ -280,3 +279,20 @@ def test_only_the_cpu_lowering_loops_over_row_blocks(name):
     for platform, loops in [("cpu", True), ("cuda", False), ("tpu", False)]:
         module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
         assert ("stablehlo.while" in module) == loops, platform
+
+
+@pytest.mark.usefixtures("statistics_path")
+@pytest.mark.parametrize("masked", [False, True])
+def test_distillation_derivative_in_the_temperature_matches_reference(masked):
+    z, _, where = _inputs(jnp.float32, masked)
+    z = jnp.where(jnp.isfinite(z), z, 0)
+    t = _targets("distillation_loss", z, None)
+
+    def fast(temperature):
+        return jnp.sum(softxent.distillation_loss(z, t, where=where, temperature=temperature))
+
+    def slow(temperature):
+        return jnp.sum(ref_distill(z, t, where=where, temperature=temperature))
+
+    for transform in (jax.grad, jax.jacfwd):
+        np.testing.assert_allclose(transform(fast)(2.5), transform(slow)(2.5), rtol=1e-5)

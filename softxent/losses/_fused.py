@@ -13,17 +13,20 @@ in cache and the compiled step keeps no N x V buffer beyond the gradient
 (``softxent bench`` reports the temp memory). Other backends fuse the
 elementwise work into the reductions and take the whole array at once.
 bfloat16 inputs are cast to float32 where they are read (per block, and in the
-gradient's pass), not copied whole beforehand. The
-tangent is linear in the tangents, so JAX
-transposes it into the VJP: forward mode (``jacfwd``), reverse mode and higher
-derivatives all work, which a ``custom_vjp`` would not allow.
+gradient's pass), not copied whole beforehand. The tangent is linear in the
+tangents, so JAX transposes it into the VJP: forward mode (``jacfwd``), reverse
+mode and higher derivatives all work, which a ``custom_vjp`` would not allow.
 
 The limits are the reference's (``masked_log_softmax`` followed by ``xlogy``):
 a masked class or a -inf logit has probability 0 and a zero target there
 contributes 0; a row with +inf logits splits its mass evenly over them and is
-constant in the logits; a fully masked row gives 0. Tangents in the targets are
-the reference formula's own (``jax.jvp`` of it), so derivatives in the targets
-are unchanged. ``tests/test_fast_paths.py`` holds the two to each other.
+constant in the logits; a fully masked row gives 0. Tangents in the targets and
+in the scalar parameter (label smoothing, temperature) are the reference
+formula's own (``jax.jvp`` of it), so those derivatives are unchanged.
+Distillation's teacher probabilities are formed from the teacher's logits where
+they are read (per block on the CPU, and in the gradient's pass), from the
+teacher's row statistics, so they are never an N x V array either.
+``tests/test_fast_paths.py`` holds the fast paths and the references to each other.
 """
 
 from __future__ import annotations
@@ -36,7 +39,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None"], jax.Array]
+# reference(logits, targets, axis, where, parameter): the same loss written plainly.
+Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array], jax.Array]
+
+# What the targets are, and so what the scalar parameter means:
+CROSS_ENTROPY = "cross_entropy"  # probabilities; the parameter is the label smoothing
+KL = "kl"  # probabilities; no parameter
+DISTILLATION = "distillation"  # a teacher's logits; the parameter is the temperature
 
 
 # The CPU's row-blocked statistics: below this many entries the whole-array
@@ -66,37 +75,65 @@ def smooth_targets(
     return jnp.where(keep, (1 - alpha) * targets + alpha / jnp.maximum(kept, 1), 0)
 
 
+def _normaliser(
+    logits: jax.Array, keep: jax.Array | None, axis: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per row: the peak logit, the limited logits less their shift, and ``S = sum exp`` of them."""
+    masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
+    peak = jnp.max(masked, axis=axis, keepdims=True)
+    shift = jnp.where(jnp.isfinite(peak), peak, 0)
+    shifted = _limited(logits, keep, jnp.isposinf(peak)) - shift
+    return peak, shifted, jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
+
+
+def _log_total(total: jax.Array) -> jax.Array:
+    # A row with no finite mass (fully masked) would give log 0.
+    return jnp.log(jnp.where(total > 0, total, 1))
+
+
+def _teacher_log_probabilities(
+    teacher: jax.Array, keep: jax.Array | None, peak: jax.Array, log_total: jax.Array
+) -> jax.Array:
+    """The teacher's log-softmax from its row statistics (``masked_log_softmax``'s value)."""
+    shift = jnp.where(jnp.isfinite(peak), peak, 0)
+    return _limited(teacher, keep, jnp.isposinf(peak)) - shift - log_total
+
+
 def _row_statistics(
     logits: jax.Array,
     targets: jax.Array,
-    log_targets: jax.Array | None,
     keep: jax.Array | None,
-    smoothing: jax.Array | None,
+    parameter: jax.Array,
     axis: int,
-    with_entropy: bool,
+    kind: str,
 ) -> tuple[jax.Array, ...]:
     """Per row (class axis kept, size 1): the peak logit, ``S = sum exp(z - m)``,
-    the target mass and ``sum q (z - m [- log q])`` over the live targets.
+    the target mass and ``sum q (z - m [- log q])`` over the live targets; for
+    distillation also the teacher's peak and log normaliser.
 
     ``-sum q log p = sum(q) log S - sum q (z - m)``: two sums of terms of one
     sign (no cancellation), and no log-softmax array.
     """
-    masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
-    peak = jnp.max(masked, axis=axis, keepdims=True)
-    shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    term = _limited(logits, keep, jnp.isposinf(peak)) - shift
-    total = jnp.sum(jnp.exp(term), axis=axis, keepdims=True)
-    if smoothing is not None:
-        targets = smooth_targets(targets, keep, smoothing, axis)
+    teacher: tuple[jax.Array, ...] = ()
+    log_targets = None
+    if kind == DISTILLATION:
+        logits = logits / parameter
+        t_peak, t_shifted, t_total = _normaliser(targets / parameter, keep, axis)
+        teacher = (t_peak, _log_total(t_total))
+        log_targets = t_shifted - teacher[1]
+        targets = jnp.exp(log_targets)
+    elif kind == CROSS_ENTROPY:
+        targets = smooth_targets(targets, keep, parameter, axis)
+    peak, term, total = _normaliser(logits, keep, axis)
     live = targets != 0
-    if with_entropy:
+    if kind != CROSS_ENTROPY:
         if log_targets is None:
             log_targets = jnp.log(jnp.where(live, targets, 1))
         term = term - log_targets
     mass = jnp.sum(targets, axis=axis, keepdims=True)
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
     weighted = jnp.sum(jnp.where(live, targets * term, 0), axis=axis, keepdims=True)
-    return peak, total, mass, weighted
+    return (peak, total, mass, weighted, *teacher)
 
 
 def _as_bits(x: jax.Array) -> jax.Array:
@@ -150,64 +187,55 @@ def _row_blocked(
 def _statistics(
     logits: jax.Array,
     targets: jax.Array,
-    log_targets: jax.Array | None,
     keep: jax.Array | None,
-    smoothing: jax.Array | None,
+    parameter: jax.Array,
     axis: int,
-    with_entropy: bool,
+    kind: str,
     dtype: jnp.dtype,
 ) -> tuple[jax.Array, ...]:
     """``_row_statistics`` in ``dtype``; row-blocked on the CPU (large arrays, class axis last)."""
-    optional = [a for a in (log_targets, keep) if a is not None]
+    masked = keep is not None
 
-    def whole(z: jax.Array, q: jax.Array, *rest: jax.Array, axis: int = axis) -> tuple:
-        it = iter(rest)
-        log_q = None if log_targets is None else next(it)
-        kept = None if keep is None else next(it)
-        z, q = z.astype(dtype), q.astype(dtype)  # per block: no full-size copy
-        return _row_statistics(z, q, log_q, kept, smoothing, axis, with_entropy)
+    def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = axis) -> tuple:
+        z, t = z.astype(dtype), t.astype(dtype)  # per block: no full-size copy
+        return _row_statistics(z, t, kept[0] if masked else None, parameter, axis, kind)
 
-    # Distillation's targets and their logarithms come from the teacher's
-    # log-softmax: as loop inputs they would be two N x V buffers, where on the
-    # whole array XLA fuses them into the reductions' inputs.
-    if (
-        axis != logits.ndim - 1
-        or log_targets is not None
-        or logits.size == 0
-        or logits.size < BLOCKED_MIN_ENTRIES
-    ):
-        return whole(logits, targets, *optional)
+    arrays = [logits, targets, *([keep] if masked else [])]
+    if axis != logits.ndim - 1 or logits.size == 0 or logits.size < BLOCKED_MIN_ENTRIES:
+        return whole(*arrays)
     block_rows = max(1, BLOCK_ENTRIES // logits.shape[-1])
 
     def blocked(*arrays: jax.Array) -> tuple:
         return _row_blocked(lambda *b: whole(*b, axis=-1), list(arrays), block_rows)
 
-    return lax.platform_dependent(
-        logits, targets, *optional, cpu=blocked, default=whole
-    )
+    return lax.platform_dependent(*arrays, cpu=blocked, default=whole)
 
 
 def _value_and_slope(
     logits: jax.Array,
     targets: jax.Array,
-    log_targets: jax.Array | None,
     keep: jax.Array | None,
-    smoothing: jax.Array | None,
+    parameter: jax.Array,
     axis: int,
-    with_entropy: bool,
+    kind: str,
     dtype: jnp.dtype,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss per row and its gradient in the logits (targets are 0 at masked classes),
-    computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``."""
-    peak, total, mass, weighted = _statistics(
-        logits, targets, log_targets, keep, smoothing, axis, with_entropy, dtype
+    computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``. For
+    distillation the loss is KL at temperature ``T`` (without the ``T**2``) and the
+    gradient is in ``logits / T``."""
+    peak, total, mass, weighted, *teacher = _statistics(
+        logits, targets, keep, parameter, axis, kind, dtype
     )
     logits, targets = logits.astype(dtype), targets.astype(dtype)
-    if smoothing is not None:
-        targets = smooth_targets(targets, keep, smoothing, axis)
+    if kind == DISTILLATION:
+        logits = logits / parameter
+        targets = jnp.exp(_teacher_log_probabilities(targets / parameter, keep, *teacher))
+    elif kind == CROSS_ENTROPY:
+        targets = smooth_targets(targets, keep, parameter, axis)
     pos_inf_row = jnp.isposinf(peak)
     shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    log_total = jnp.log(jnp.where(total > 0, total, 1))
+    log_total = _log_total(total)
     value = jnp.squeeze(mass * log_total - weighted, axis)
     limited = _limited(logits, keep, pos_inf_row)
     slope = jnp.where(pos_inf_row, 0, mass * jnp.exp(limited - shift - log_total) - targets)
@@ -221,73 +249,61 @@ def softmax_target_loss(
     axis: int,
     where: jax.Array | None,
     *,
-    with_entropy: bool,
-    log_targets: jax.Array | None = None,
-    label_smoothing: jax.Array | None = None,
+    kind: str,
+    parameter: jax.Array | None = None,
     dtype: jnp.dtype | None = None,
 ) -> jax.Array:
-    """Soft cross-entropy (``with_entropy=False``) or KL (``True``) with the fast tangent.
+    """Soft cross-entropy, KL or distillation (``kind``) with the fast logit tangent.
 
-    ``targets`` must be 0 at masked classes. ``reference(logits, targets, axis,
-    where)`` is the same loss written plainly; only its derivative in the
-    targets is used. ``log_targets``, when the caller has it (distillation), saves
-    a logarithm per entry; it must carry no gradient. ``label_smoothing`` (a
-    scalar) replaces the targets by ``smooth_targets``; it is applied here, not
-    by the caller, so that no smoothed N x V copy is made before the row loop.
-    ``dtype`` is the compute dtype, when ``logits`` and ``targets`` are passed in
+    ``targets`` must be 0 at masked classes (probabilities) or are the teacher's
+    logits (distillation: no gradient flows into them, so pass them through
+    ``lax.stop_gradient``). ``parameter`` is the label smoothing or the
+    temperature; it is applied here, not by the caller, so that no N x V array
+    of smoothed targets or scaled logits is made before the CPU's row loop.
+    Distillation returns KL at that temperature; the caller multiplies by
+    ``T**2``. ``reference(logits, targets, axis, where, parameter)`` is the same loss
+    written plainly; only its derivatives in the targets and the parameter are
+    used. ``dtype`` is the compute dtype, when ``logits`` and ``targets`` come in
     a narrower one (bfloat16): they are cast where they are read.
     """
     dtype = logits.dtype if dtype is None else jnp.dtype(dtype)
     masked = where is not None
-    smoothed = label_smoothing is not None
     keep_arg = jnp.broadcast_to(where, logits.shape) if masked else jnp.ones((), dtype=bool)
-    log_arg = jnp.zeros((), dtype) if log_targets is None else log_targets
-    alpha_arg = jnp.zeros((), dtype) if label_smoothing is None else label_smoothing
+    parameter = jnp.zeros((), dtype) if parameter is None else parameter
 
-    def parts(z, q, log_q, keep_arg, alpha):
-        return _value_and_slope(
-            z,
-            q,
-            None if log_targets is None else log_q,
-            keep_arg if masked else None,
-            alpha if smoothed else None,
-            axis,
-            with_entropy,
-            dtype,
-        )
-
-    def reference_in_targets(z, q, keep_arg, alpha):
-        z, q = z.astype(dtype), q.astype(dtype)
+    def parts(z, t, keep_arg, parameter):
         keep = keep_arg if masked else None
-        if smoothed:
-            q = smooth_targets(q, keep, alpha, axis)
-        return reference(z, q, axis, keep)
+        return _value_and_slope(z, t, keep, parameter, axis, kind, dtype)
 
-    # The mask and the smoothing are arguments, not closures: custom_jvp cannot
+    # The mask and the parameter are arguments, not closures: custom_jvp cannot
     # close over tracers.
     @jax.custom_jvp
-    def loss(z, q, log_q, keep_arg, alpha):
-        return parts(z, q, log_q, keep_arg, alpha)[0]
+    def loss(z, t, keep_arg, parameter):
+        return parts(z, t, keep_arg, parameter)[0]
 
     def loss_jvp(primals, tangents):
-        z, q, log_q, keep_arg, alpha = primals
-        dz, dq, d_log_q, _, d_alpha = tangents
-        if not isinstance(d_log_q, SymbolicZero):
-            raise TypeError("softmax_target_loss: log_targets must not carry a gradient")
-        value, slope = parts(z, q, log_q, keep_arg, alpha)
+        z, t, keep_arg, parameter = primals
+        dz, dt, _, d_parameter = tangents
+        value, slope = parts(z, t, keep_arg, parameter)
         tangent = jnp.zeros(value.shape, value.dtype)
         if not isinstance(dz, SymbolicZero):
-            tangent = jnp.sum(slope * dz.astype(dtype), axis=axis)
-        if not (isinstance(dq, SymbolicZero) and isinstance(d_alpha, SymbolicZero)):
-            dq, d_alpha = (
+            dz = dz.astype(dtype)
+            if kind == DISTILLATION:
+                dz = dz / parameter
+            tangent = jnp.sum(slope * dz, axis=axis)
+        if not (isinstance(dt, SymbolicZero) and isinstance(d_parameter, SymbolicZero)):
+            dt, d_parameter = (
                 jnp.zeros(d.shape, d.dtype) if isinstance(d, SymbolicZero) else d
-                for d in (dq, d_alpha)
+                for d in (dt, d_parameter)
             )
-            _, dq_part = jax.jvp(
-                lambda t, a: reference_in_targets(z, t, keep_arg, a), (q, alpha), (dq, d_alpha)
-            )
-            tangent = tangent + dq_part
+            keep = keep_arg if masked else None
+
+            def plain(t, p):
+                return reference(z.astype(dtype), t.astype(dtype), axis, keep, p)
+
+            _, other = jax.jvp(plain, (t, parameter), (dt, d_parameter))
+            tangent = tangent + other
         return value, tangent
 
     loss.defjvp(loss_jvp, symbolic_zeros=True)
-    return loss(logits, targets, log_arg, keep_arg, alpha_arg)
+    return loss(logits, targets, keep_arg, parameter)

@@ -23,7 +23,7 @@ from .._numerics import (
 )
 from .._registry import Param, register_loss
 from ._common import as_param, prepare
-from ._fused import softmax_target_loss
+from ._fused import CROSS_ENTROPY, DISTILLATION, KL, smooth_targets, softmax_target_loss
 
 _SMOOTHING = Param(
     "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
@@ -91,24 +91,43 @@ def softmax_cross_entropy(
         targets,
         axis,
         where,
-        with_entropy=False,
-        label_smoothing=as_param(label_smoothing, dtype),
+        kind=CROSS_ENTROPY,
+        parameter=as_param(label_smoothing, dtype),
         dtype=dtype,
     )
 
 
 def _reference_cross_entropy(
-    logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None
+    logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None, alpha: jax.Array
 ) -> jax.Array:
+    q = smooth_targets(targets, where, alpha, axis)
     log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(_cross_entropy_terms(targets, log_p), axis, where)
+    return masked_sum(_cross_entropy_terms(q, log_p), axis, where)
 
 
-def _reference_kl(
+def _kl_terms(
     logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None
 ) -> jax.Array:
     log_p = masked_log_softmax(logits, axis, where)
     return masked_sum(xlogx(targets) - xlogy(targets, log_p), axis, where)
+
+
+def _reference_kl(
+    logits: jax.Array, targets: jax.Array, axis: int, where: jax.Array | None, _: jax.Array
+) -> jax.Array:
+    return _kl_terms(logits, targets, axis, where)
+
+
+def _reference_distillation(
+    student: jax.Array,
+    teacher: jax.Array,
+    axis: int,
+    where: jax.Array | None,
+    temperature: jax.Array,
+) -> jax.Array:
+    """KL(softmax(t/T) || softmax(s/T)), without the T**2."""
+    q = jnp.exp(masked_log_softmax(teacher / temperature, axis, where))
+    return _kl_terms(student / temperature, q, axis, where)
 
 
 @register_loss(
@@ -154,9 +173,7 @@ def kl_divergence(
     """
     name = "kl_divergence"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
-    return softmax_target_loss(
-        _reference_kl, logits, targets, axis, where, with_entropy=True, dtype=dtype
-    )
+    return softmax_target_loss(_reference_kl, logits, targets, axis, where, kind=KL, dtype=dtype)
 
 
 @register_loss(
@@ -531,11 +548,17 @@ def distillation_loss(
         predictions_name="student_logits",
         targets_name="teacher_logits",
         targets_floating=True,
+        cast=False,
     )
     temperature = as_param(temperature, dtype)
-    log_q = masked_log_softmax(lax.stop_gradient(teacher) / temperature, axis, where)
-    q = jnp.exp(log_q)
     kl = softmax_target_loss(
-        _reference_kl, student / temperature, q, axis, where, with_entropy=True, log_targets=log_q
+        _reference_distillation,
+        student,
+        lax.stop_gradient(teacher),
+        axis,
+        where,
+        kind=DISTILLATION,
+        parameter=temperature,
+        dtype=dtype,
     )
     return temperature**2 * kl
