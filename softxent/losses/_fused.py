@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,16 @@ Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array],
 CROSS_ENTROPY = "cross_entropy"  # probabilities; the parameter is the label smoothing
 KL = "kl"  # probabilities; no parameter
 DISTILLATION = "distillation"  # a teacher's logits; the parameter is the temperature
+
+
+class _Setting(NamedTuple):
+    """What a call of ``softmax_target_loss`` computes, besides its logits and targets."""
+
+    keep: jax.Array | None  # kept classes, the logits' shape; None keeps all
+    parameter: jax.Array  # label smoothing, temperature, or unused (0)
+    axis: int
+    kind: str
+    dtype: jnp.dtype  # the compute dtype
 
 
 # The CPU's row-blocked statistics: below this many entries the whole-array
@@ -100,12 +111,7 @@ def _teacher_log_probabilities(
 
 
 def _row_statistics(
-    logits: jax.Array,
-    targets: jax.Array,
-    keep: jax.Array | None,
-    parameter: jax.Array,
-    axis: int,
-    kind: str,
+    logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, ...]:
     """Per row (class axis kept, size 1): the peak logit, ``S = sum exp(z - m)``,
     the target mass and ``sum q (z - m [- log q])`` over the live targets; for
@@ -114,6 +120,7 @@ def _row_statistics(
     ``-sum q log p = sum(q) log S - sum q (z - m)``: two sums of terms of one
     sign (no cancellation), and no log-softmax array.
     """
+    keep, parameter, axis, kind, _ = setting
     teacher: tuple[jax.Array, ...] = ()
     log_targets = None
     if kind == DISTILLATION:
@@ -185,23 +192,19 @@ def _row_blocked(
 
 
 def _statistics(
-    logits: jax.Array,
-    targets: jax.Array,
-    keep: jax.Array | None,
-    parameter: jax.Array,
-    axis: int,
-    kind: str,
-    dtype: jnp.dtype,
+    logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, ...]:
-    """``_row_statistics`` in ``dtype``; row-blocked on the CPU (large arrays, class axis last)."""
-    masked = keep is not None
+    """``_row_statistics`` in the compute dtype; row-blocked on the CPU (large arrays, class
+    axis last)."""
 
-    def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = axis) -> tuple:
-        z, t = z.astype(dtype), t.astype(dtype)  # per block: no full-size copy
-        return _row_statistics(z, t, kept[0] if masked else None, parameter, axis, kind)
+    def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = setting.axis) -> tuple:
+        z, t = z.astype(setting.dtype), t.astype(setting.dtype)  # per block: no full-size copy
+        keep = kept[0] if kept else None
+        return _row_statistics(z, t, setting._replace(keep=keep, axis=axis))
 
-    arrays = [logits, targets, *([keep] if masked else [])]
-    if axis != logits.ndim - 1 or logits.size == 0 or logits.size < BLOCKED_MIN_ENTRIES:
+    arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
+    size = logits.size
+    if setting.axis != logits.ndim - 1 or size == 0 or size < BLOCKED_MIN_ENTRIES:
         return whole(*arrays)
     block_rows = max(1, BLOCK_ENTRIES // logits.shape[-1])
 
@@ -212,21 +215,14 @@ def _statistics(
 
 
 def _value_and_slope(
-    logits: jax.Array,
-    targets: jax.Array,
-    keep: jax.Array | None,
-    parameter: jax.Array,
-    axis: int,
-    kind: str,
-    dtype: jnp.dtype,
+    logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
     """The loss per row and its gradient in the logits (targets are 0 at masked classes),
     computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``. For
     distillation the loss is KL at temperature ``T`` (without the ``T**2``) and the
     gradient is in ``logits / T``."""
-    peak, total, mass, weighted, *teacher = _statistics(
-        logits, targets, keep, parameter, axis, kind, dtype
-    )
+    peak, total, mass, weighted, *teacher = _statistics(logits, targets, setting)
+    keep, parameter, axis, kind, dtype = setting
     logits, targets = logits.astype(dtype), targets.astype(dtype)
     if kind == DISTILLATION:
         logits = logits / parameter
@@ -273,7 +269,7 @@ def softmax_target_loss(
 
     def parts(z, t, keep_arg, parameter):
         keep = keep_arg if masked else None
-        return _value_and_slope(z, t, keep, parameter, axis, kind, dtype)
+        return _value_and_slope(z, t, _Setting(keep, parameter, axis, kind, dtype))
 
     # The mask and the parameter are arguments, not closures: custom_jvp cannot
     # close over tracers.
