@@ -296,3 +296,23 @@ def test_distillation_derivative_in_the_temperature_matches_reference(masked):
 
     for transform in (jax.grad, jax.jacfwd):
         np.testing.assert_allclose(transform(fast)(2.5), transform(slow)(2.5), rtol=1e-5)
+
+
+@pytest.mark.usefixtures("statistics_path")
+def test_a_parameter_per_row_broadcasts_as_before():
+    """A temperature or a smoothing of shape [N, 1] is one value per row."""
+    z, q, _ = _inputs(jnp.float32, False)
+    z = jnp.where(jnp.isfinite(z), z, 0)
+    t = _targets("distillation_loss", z, q)
+    temperature = jnp.linspace(0.5, 3.0, z.shape[0])[:, None].astype(jnp.float32)
+    np.testing.assert_allclose(
+        softxent.distillation_loss(z, t, temperature=temperature),
+        ref_distill(z, t, temperature=temperature),
+        rtol=1e-5,
+    )
+    alpha = jnp.linspace(0.0, 0.5, z.shape[0])[:, None].astype(jnp.float32)
+    np.testing.assert_allclose(
+        softxent.softmax_cross_entropy(z, q, label_smoothing=alpha),
+        ref_ce(z, q, label_smoothing=alpha),
+        rtol=1e-5,
+    )

@@ -204,7 +204,9 @@ def _statistics(
 
     arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
     size = logits.size
-    if setting.axis != logits.ndim - 1 or size == 0 or size < BLOCKED_MIN_ENTRIES:
+    # A parameter per row (say a temperature of shape [N, 1]) would not follow the blocks.
+    per_row = setting.parameter.ndim != 0
+    if setting.axis != logits.ndim - 1 or per_row or size == 0 or size < BLOCKED_MIN_ENTRIES:
         return whole(*arrays)
     block_rows = max(1, BLOCK_ENTRIES // logits.shape[-1])
 
