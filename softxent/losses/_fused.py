@@ -92,8 +92,7 @@ def _normaliser(
     """Per row: the peak logit, the limited logits less their shift, and ``S = sum exp`` of them."""
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    shifted = _limited(logits, keep, jnp.isposinf(peak)) - shift
+    shifted = _log_probabilities(logits, keep, peak, 0)
     return peak, shifted, jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
 
 
@@ -102,12 +101,13 @@ def _log_total(total: jax.Array) -> jax.Array:
     return jnp.log(jnp.where(total > 0, total, 1))
 
 
-def _teacher_log_probabilities(
-    teacher: jax.Array, keep: jax.Array | None, peak: jax.Array, log_total: jax.Array
+def _log_probabilities(
+    logits: jax.Array, keep: jax.Array | None, peak: jax.Array, log_total: jax.Array | int
 ) -> jax.Array:
-    """The teacher's log-softmax from its row statistics (``masked_log_softmax``'s value)."""
+    """The log-softmax from the row's peak and log normaliser (``masked_log_softmax``'s
+    value); with ``log_total=0``, the limited logits less their shift."""
     shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    return _limited(teacher, keep, jnp.isposinf(peak)) - shift - log_total
+    return _limited(logits, keep, jnp.isposinf(peak)) - shift - log_total
 
 
 def _row_statistics(
@@ -228,15 +228,13 @@ def _value_and_slope(
     logits, targets = logits.astype(dtype), targets.astype(dtype)
     if kind == DISTILLATION:
         logits = logits / parameter
-        targets = jnp.exp(_teacher_log_probabilities(targets / parameter, keep, *teacher))
+        targets = jnp.exp(_log_probabilities(targets / parameter, keep, *teacher))
     elif kind == CROSS_ENTROPY:
         targets = smooth_targets(targets, keep, parameter, axis)
-    pos_inf_row = jnp.isposinf(peak)
-    shift = jnp.where(jnp.isfinite(peak), peak, 0)
     log_total = _log_total(total)
     value = jnp.squeeze(mass * log_total - weighted, axis)
-    limited = _limited(logits, keep, pos_inf_row)
-    slope = jnp.where(pos_inf_row, 0, mass * jnp.exp(limited - shift - log_total) - targets)
+    probabilities = jnp.exp(_log_probabilities(logits, keep, peak, log_total))
+    slope = jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
     return value, slope
 
 
