@@ -88,10 +88,15 @@ def _print_rows(args: argparse.Namespace, dicts: list[dict[str, Any]]) -> None:
         print(_markdown(dicts))
 
 
+def _is_large_vocab(rows: list[dict[str, Any]]) -> bool:
+    """Whether saved rows come from ``--large-vocab`` (its rows have the hidden size ``d``)."""
+    return bool(rows) and "d" in rows[0]
+
+
 def _markdown(rows: list[dict[str, Any]]) -> str:
     from .. import _bench
 
-    if rows and "d" in rows[0]:
+    if _is_large_vocab(rows):
         return _bench.large_vocab_markdown(rows)
     return _bench.markdown(rows)
 
@@ -110,7 +115,7 @@ def _read_saved(path: str) -> list[dict[str, Any]]:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"--from-json: {path} must hold a non-empty JSON list of objects "
                          "as `softxent bench --json` prints it")
-    kind = _bench.LargeVocabResult if "d" in rows[0] else _bench.Result
+    kind = _bench.LargeVocabResult if _is_large_vocab(rows) else _bench.Result
     expected = set(kind.__dataclass_fields__)
     for index, row in enumerate(rows):
         if set(row) != expected:
