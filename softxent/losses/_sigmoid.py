@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
@@ -36,57 +37,102 @@ def _bce_from_logits(
     return positive + _times(1 - targets, softplus(logits))
 
 
-def _bce_value_and_slope(
-    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """The reference's value (one exponential, not two) and its derivative in the logits.
+def _widened(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """``x.astype(dtype)``; bfloat16 to float32 through its bits, so that XLA does not
+    merge it with the value's cast (one shared cast is an N x V float32 array)."""
+    if x.dtype == jnp.bfloat16 and dtype == jnp.float32:
+        bits = lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
+        return lax.bitcast_convert_type(bits, jnp.float32)
+    return x.astype(dtype)
 
-    With ``t = exp(-|x|)``, ``softplus(+-x) = relu(+-x) + log1p(t)``.
+
+def _smoothed(targets: jax.Array, keep: jax.Array, share: jax.Array) -> jax.Array:
+    """``(1 - alpha) y + alpha / 2`` from ``keep = 1 - alpha`` and ``share = alpha / 2``."""
+    return keep * targets + share
+
+
+def _bce_reference(
+    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array, smoothing: jax.Array
+) -> jax.Array:
+    """The loss written plainly, in ``pos_weight``'s dtype (the compute dtype)."""
+    logits, targets = logits.astype(pos_weight.dtype), targets.astype(pos_weight.dtype)
+    return _bce_from_logits(logits, _smoothed(targets, 1 - smoothing, smoothing / 2), pos_weight)
+
+
+def _bce_value_and_slope(
+    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array, smoothing: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``_bce_reference``'s value (one exponential, not two) and its derivative in the logits.
+
+    The value is ``w y softplus(-x) + (1 - y) softplus(x)`` with ``softplus(+-x)
+    = relu(+-x) + log1p(exp(-|x|))`` and ``0 * inf = 0``. XLA's CPU backend
+    hands a reduction of it (the caller's mean) to YNNPACK, which fuses
+    arithmetic only, and no operation that the slope's pass uses as well:
+    anything else is first written to memory as an N x V temporary. So the
+    value has no comparison or select (the relu terms take ``|x|`` capped at
+    the largest float, and ``blow_up``, 1 for a finite logit and the largest
+    float for an infinite one, multiplies them back to ``inf`` where their
+    weight is not 0); its scalars sit behind an optimisation barrier, so that
+    XLA cannot merge them, or the smoothed targets, with the slope's; and the
+    slope groups its products differently.
     """
-    tail_exp = jnp.exp(-jnp.abs(logits))
-    tail = jnp.log1p(tail_exp)
-    positive = pos_weight * targets
-    negative = 1 - targets
-    value = (
-        _times(positive, jnp.maximum(-logits, 0))
-        + _times(negative, jnp.maximum(logits, 0))
-        + (positive + negative) * tail
+    dtype = pos_weight.dtype
+    one, half, top, weight, keep, share = lax.optimization_barrier(
+        (
+            jnp.ones((), dtype),
+            jnp.full((), 0.5, dtype),
+            jnp.finfo(dtype).max,
+            pos_weight,
+            1 - smoothing,
+            smoothing / 2,
+        )
     )
-    # The slope's own exponentials (in sigmoid) rather than tail_exp: sharing it
-    # would make XLA keep tail_exp as an N x V temporary between the two uses.
-    slope = negative * jax.nn.sigmoid(logits) - positive * jax.nn.sigmoid(-logits)
+    x = logits.astype(dtype)
+    size = jnp.abs(x)
+    capped = jnp.minimum(size, top)
+    blow_up = jnp.minimum(one + (size - capped), top)
+    side = jnp.sign(x)
+    y = _smoothed(targets.astype(dtype), keep, share)
+    positive = weight * y
+    negative = one - y
+    linear = (positive * ((one - side) * half) + negative * ((one + side) * half)) * capped
+    value = linear * blow_up * blow_up + (positive + negative) * jnp.log1p(jnp.exp(-size))
+    x, y = (_widened(a, dtype) for a in (logits, targets))
+    y = _smoothed(y, 1 - smoothing, smoothing / 2)
+    slope = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x) * pos_weight
     return value, slope
 
 
 @jax.custom_jvp
-def _fast_bce(logits: jax.Array, targets: jax.Array, pos_weight: jax.Array) -> jax.Array:
-    """``_bce_from_logits`` with its logit tangent written out.
+def _fast_bce(
+    logits: jax.Array, targets: jax.Array, pos_weight: jax.Array, smoothing: jax.Array
+) -> jax.Array:
+    """``_bce_reference`` with its logit tangent written out.
 
     Left to autodiff, the double-where softplus saves several N x V residuals for
     the backward pass; the derivative in the logits is simply
     ``(1 - y) sigmoid(x) - w y sigmoid(-x)``, finite at x = +-inf, so the VJP
-    keeps one buffer. Tangents in the targets and the weight are the reference's.
+    keeps one buffer. Tangents in the targets, the weight and the label
+    smoothing are the reference's.
     """
-    return _bce_value_and_slope(logits, targets, pos_weight)[0]
+    return _bce_value_and_slope(logits, targets, pos_weight, smoothing)[0]
 
 
 def _fast_bce_jvp(primals, tangents):
-    logits, targets, pos_weight = primals
-    d_logits, d_targets, d_weight = tangents
-    value, slope = _bce_value_and_slope(logits, targets, pos_weight)
+    d_logits, *d_others = tangents
+    value, slope = _bce_value_and_slope(*primals)
     tangent = jnp.zeros(value.shape, value.dtype)
     if not isinstance(d_logits, SymbolicZero):
-        tangent = slope * d_logits
+        tangent = slope * d_logits.astype(slope.dtype)
     # Skipped when the tangent is a symbolic zero: a materialised zero times an
     # infinite partial in the targets (x = -inf) would be NaN.
-    for index, d_arg in ((1, d_targets), (2, d_weight)):
+    for index, d_arg in enumerate(d_others, start=1):
         if not isinstance(d_arg, SymbolicZero):
-            args = [logits, targets, pos_weight]
 
-            def along(a, index=index, args=args):
-                args = list(args)
+            def along(a, index=index):
+                args = list(primals)
                 args[index] = a
-                return _bce_from_logits(*args)
+                return _bce_reference(*args)
 
             tangent = tangent + jax.jvp(along, (primals[index],), (d_arg,))[1]
     return value, tangent
@@ -148,13 +194,11 @@ def sigmoid_binary_cross_entropy(
       Goodfellow, Bengio and Courville, Deep Learning, MIT Press 2016, 6.2.2.2.
     """
     name = "sigmoid_binary_cross_entropy"
-    logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
+    logits, targets, _, where, dtype = prepare(name, logits, targets, None, where, cast=False)
     alpha = as_param(label_smoothing, dtype)
-    targets = (1 - alpha) * targets + alpha / 2
     weight = jnp.ones((), dtype) if pos_weight is None else as_param(pos_weight, dtype)
     check_broadcasts_to(name, "pos_weight", weight.shape, logits.shape)
-    weight = jnp.broadcast_to(weight, logits.shape)
-    return _masked(_fast_bce(logits, targets, weight), where)
+    return _masked(_fast_bce(logits, targets, weight, alpha), where)
 
 
 @register_loss(
