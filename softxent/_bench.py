@@ -115,26 +115,43 @@ def make_inputs(
     return logits, targets.astype(dtype)
 
 
-def _median_time(fn: Callable[[], object], repeats: int, min_sample_s: float = 5e-3) -> float:
-    """Median seconds per call over ``repeats`` samples, after a warm-up.
-
-    Each sample times enough back-to-back calls to last ``min_sample_s`` (one
-    call for anything slower) and divides: on a GPU a single call of a few
+def _calls_per_sample(fn: Callable[[], object], min_sample_s: float) -> int:
+    """After a warm-up (and compilation, if any): how many back-to-back calls last
+    ``min_sample_s`` (one for anything slower). On a GPU a single call of a few
     hundred microseconds would otherwise be measured with its dispatch and
-    synchronisation latency, which pipelined calls in a training loop hide.
-    """
-    jax.block_until_ready(fn())  # warm-up (and compilation, if any)
+    synchronisation latency, which pipelined calls in a training loop hide."""
+    jax.block_until_ready(fn())
     start = time.perf_counter()
     jax.block_until_ready(fn())
-    calls = max(1, min(1000, int(min_sample_s / max(time.perf_counter() - start, 1e-9))))
-    times = []
+    return max(1, min(1000, int(min_sample_s / max(time.perf_counter() - start, 1e-9))))
+
+
+def _sample(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``calls`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        output = fn()
+    jax.block_until_ready(output)  # calls run in order: the last one done means all are
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 5e-3
+) -> dict[str, float]:
+    """Median seconds per call of each function over ``repeats`` samples, taken in
+    turn (one sample of each, then the next round), so that a disturbance on a
+    shared machine falls on all of them alike rather than on one."""
+    calls = {name: _calls_per_sample(fn, min_sample_s) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            output = fn()
-        jax.block_until_ready(output)  # calls run in order: the last one done means all are
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(_sample(fn, calls[name]))
+    return {name: statistics.median(samples) for name, samples in times.items()}
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds per call over ``repeats`` samples, after a warm-up."""
+    return interleaved_medians({"": fn}, repeats)[""]
 
 
 def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> float:
@@ -145,17 +162,26 @@ def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 7) -> float:
 
 
 def run_case(
-    loss: str, impl: str, n: int, v: int, dtype: str, repeats: int, bandwidth: float
-) -> Result:
-    fn = loss_fn(loss, impl)
-    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
+    loss: str, n: int, v: int, dtype: str, repeats: int, bandwidth: float,
+    impls: tuple[str, ...] = IMPLS,
+) -> list[Result]:
+    """One ``Result`` per implementation of ``loss`` at N x V, timed in turn."""
     logits, targets = make_inputs(loss, n, v, dtype)
-    compiled = step.lower(logits, targets).compile()
-    analysis = compiled.memory_analysis()
-    temp = int(analysis.temp_size_in_bytes) if analysis is not None else -1
-    median = _median_time(lambda: compiled(logits, targets), repeats)
+    compiled, temp = {}, {}
+    for impl in impls:
+        fn = loss_fn(loss, impl)
+        step = jax.jit(jax.value_and_grad(lambda z, t, fn=fn: jnp.mean(fn(z, t))))
+        compiled[impl] = step.lower(logits, targets).compile()
+        analysis = compiled[impl].memory_analysis()
+        temp[impl] = int(analysis.temp_size_in_bytes) if analysis is not None else -1
+    medians = interleaved_medians(
+        {impl: (lambda c=c: c(logits, targets)) for impl, c in compiled.items()}, repeats
+    )
     bound = 3 * n * v * np.dtype(jnp.dtype(dtype)).itemsize / bandwidth
-    return Result(loss, impl, n, v, dtype, median, temp, bound / median)
+    return [
+        Result(loss, impl, n, v, dtype, medians[impl], temp[impl], bound / medians[impl])
+        for impl in impls
+    ]
 
 
 def run_bench(
@@ -172,8 +198,7 @@ def run_bench(
     for n, v in shapes:
         for dtype in dtypes:
             for loss in losses:
-                for impl in IMPLS:
-                    yield run_case(loss, impl, n, v, dtype, repeats, bandwidth)
+                yield from run_case(loss, n, v, dtype, repeats, bandwidth)
 
 
 def as_dict(result: Result | LargeVocabResult) -> dict[str, object]:

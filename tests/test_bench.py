@@ -12,10 +12,21 @@ KEYS = {"loss", "impl", "n", "v", "dtype", "median_s", "temp_bytes", "bound_frac
 
 
 def test_run_case_schema():
-    result = _bench.run_case("softmax_cross_entropy", "softxent", 8, 16, "float32", 1, 1e10)
-    row = _bench.as_dict(result)
-    assert set(row) == KEYS
-    assert row["median_s"] > 0 and row["temp_bytes"] >= 0 and row["bound_fraction"] > 0
+    results = _bench.run_case("softmax_cross_entropy", 8, 16, "float32", 1, 1e10)
+    assert [r.impl for r in results] == list(_bench.IMPLS)
+    for result in results:
+        row = _bench.as_dict(result)
+        assert set(row) == KEYS
+        assert row["median_s"] > 0 and row["temp_bytes"] >= 0 and row["bound_fraction"] > 0
+
+
+def test_interleaved_medians_take_samples_in_turn():
+    order = []
+    fns = {name: (lambda name=name: order.append(name)) for name in "ab"}
+    medians = _bench.interleaved_medians(fns, repeats=3, min_sample_s=0)
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+    # two warm-up calls each, then one call of each per round
+    assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3
 
 
 def test_every_impl_agrees_on_the_value():
