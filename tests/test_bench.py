@@ -97,7 +97,17 @@ def test_cli_large_vocab_bad_arguments(capsys):
     assert main(["bench", "--large-vocab", "--chunk-size", "0"]) == 2
     assert "--chunk-size must be >= 1, got 0" in capsys.readouterr().err
     assert main(["bench", "--shape", "8,4,16"]) == 2
-    assert "--shape applies to --large-vocab only" in capsys.readouterr().err
+    assert "--shape must be two positive integers N,V, got '8,4,16'" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--shape", "8,16"]) == 2
+    assert "give --quick or --shape, not both" in capsys.readouterr().err
+
+
+def test_cli_one_shape(capsys, monkeypatch):
+    monkeypatch.setattr(_bench, "copy_bandwidth", lambda: 1e10)
+    assert main(["bench", "--shape", "3,5", "--dtype", "float32", "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(_bench.LOSSES) * len(_bench.IMPLS)
+    assert {(r["n"], r["v"], r["dtype"]) for r in rows} == {(3, 5, "float32")}
 
 
 def test_cli_markdown_quick(capsys, tiny_bench):

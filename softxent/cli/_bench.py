@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "against forming the logits (time and compiled memory)",
     )
     parser.add_argument(
-        "--shape", default=None, metavar="N,D,V",
-        help="--large-vocab problem size (default 2048,256,32000)",
+        "--shape", default=None, metavar="N,V | N,D,V",
+        help="run this one shape: N,V (instead of the four default shapes), or N,D,V with "
+        "--large-vocab (default 2048,256,32000)",
     )
     parser.add_argument("--chunk-size", type=int, default=1024, help="--large-vocab row chunk")
     parser.add_argument(
@@ -47,19 +48,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_shape(text: str) -> tuple[int, int, int]:
+def _parse_shape(text: str, names: str) -> tuple[int, ...]:
+    """``text`` as positive integers, one per comma-separated name in ``names``."""
     parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--shape must be three positive integers N,D,V, got {text!r}")
-    n, d, v = (int(p) for p in parts)
-    return n, d, v
+    count = len(names.split(","))
+    if len(parts) != count or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        words = {2: "two", 3: "three"}[count]
+        raise ValueError(f"--shape must be {words} positive integers {names}, got {text!r}")
+    return tuple(int(p) for p in parts)
 
 
 def _run_large_vocab(args: argparse.Namespace) -> int:
     from .. import _bench
 
     try:
-        shape = _bench.LARGE_VOCAB_SHAPE if args.shape is None else _parse_shape(args.shape)
+        shape = (
+            _bench.LARGE_VOCAB_SHAPE if args.shape is None else _parse_shape(args.shape, "N,D,V")
+        )
     except ValueError as error:
         print(f"softxent bench: {error}", file=sys.stderr)
         return 2
@@ -142,12 +147,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.large_vocab:
         return _run_large_vocab(args)
-    if args.shape is not None:
-        print("softxent bench: --shape applies to --large-vocab only", file=sys.stderr)
-        return 2
     from .. import _bench
 
     shapes = _bench.QUICK_SHAPES if args.quick else _bench.FULL_SHAPES
+    if args.shape is not None:
+        if args.quick:
+            print("softxent bench: give --quick or --shape, not both", file=sys.stderr)
+            return 2
+        try:
+            shapes = (_parse_shape(args.shape, "N,V"),)
+        except ValueError as error:
+            print(f"softxent bench: {error}", file=sys.stderr)
+            return 2
     rows = []
     table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
