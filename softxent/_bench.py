@@ -300,9 +300,11 @@ def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.A
     raise ValueError(f"loss must be one of {LARGE_VOCAB_LOSSES}, got {loss!r}")
 
 
-def run_large_vocab_case(loss: str, impl: str, n: int, d: int, v: int, dtype: str,
-                         chunk_size: int, repeats: int) -> LargeVocabResult:
-    """Time value_and_grad in (hidden, weight) and read the compiled step's memory."""
+def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_size: int,
+                         repeats: int, impls: tuple[str, ...] = LARGE_VOCAB_IMPLS,
+                         ) -> list[LargeVocabResult]:
+    """Time value_and_grad in (hidden, weight) of each implementation, sampled in turn,
+    and read each compiled step's memory."""
     kh, kw, ko = jax.random.split(jax.random.key(0), 3)
     hidden = jax.random.normal(kh, (n, d), jnp.float32).astype(dtype)
     weight = (jax.random.normal(kw, (d, v), jnp.float32) * d**-0.5).astype(dtype)
@@ -311,16 +313,25 @@ def run_large_vocab_case(loss: str, impl: str, n: int, d: int, v: int, dtype: st
     else:
         other = jax.random.normal(ko, (n, d), jnp.float32)
     other = other.astype(dtype)
-    step = jax.jit(jax.value_and_grad(large_vocab_fn(loss, impl, chunk_size), argnums=(0, 1)))
-    compiled = step.lower(hidden, weight, other).compile()
-    analysis = compiled.memory_analysis()
-    if analysis is None:
-        temp = peak = -1
-    else:
-        temp = int(analysis.temp_size_in_bytes)
-        peak = temp + int(analysis.argument_size_in_bytes) + int(analysis.output_size_in_bytes)
-    median = _median_time(lambda: compiled(hidden, weight, other), repeats)
-    return LargeVocabResult(loss, impl, n, d, v, dtype, chunk_size, median, temp, peak)
+    compiled, temp, peak = {}, {}, {}
+    for impl in impls:
+        step = jax.jit(jax.value_and_grad(large_vocab_fn(loss, impl, chunk_size), argnums=(0, 1)))
+        compiled[impl] = step.lower(hidden, weight, other).compile()
+        analysis = compiled[impl].memory_analysis()
+        if analysis is None:
+            temp[impl] = peak[impl] = -1
+        else:
+            temp[impl] = int(analysis.temp_size_in_bytes)
+            peak[impl] = (temp[impl] + int(analysis.argument_size_in_bytes)
+                          + int(analysis.output_size_in_bytes))
+    medians = interleaved_medians(
+        {impl: (lambda c=c: c(hidden, weight, other)) for impl, c in compiled.items()}, repeats
+    )
+    return [
+        LargeVocabResult(loss, impl, n, d, v, dtype, chunk_size, medians[impl], temp[impl],
+                         peak[impl])
+        for impl in impls
+    ]
 
 
 def run_large_vocab(shape: tuple[int, int, int] = LARGE_VOCAB_SHAPE,
@@ -330,5 +341,4 @@ def run_large_vocab(shape: tuple[int, int, int] = LARGE_VOCAB_SHAPE,
     n, d, v = shape
     for dtype in dtypes:
         for loss in LARGE_VOCAB_LOSSES:
-            for impl in LARGE_VOCAB_IMPLS:
-                yield run_large_vocab_case(loss, impl, n, d, v, dtype, chunk_size, repeats)
+            yield from run_large_vocab_case(loss, n, d, v, dtype, chunk_size, repeats)
