@@ -14,10 +14,11 @@ from softxent.losses._sigmoid import _bce_from_logits
 
 @pytest.fixture(params=["whole", "row-blocked"])
 def statistics_path(request, monkeypatch):
-    """Run a test on the whole-array path and again on the CPU's row-blocked one.
+    """Run a test on the whole-array path (which keeps the exponentials for the
+    gradient) and again on the CPU's row-blocked one (which forms them again).
 
-    The blocked path starts at a million entries; here it is forced on with
-    blocks of two rows, so five rows take three blocks and the last overlaps.
+    The blocked path starts at 2^21 entries; here it is forced on with blocks
+    of two rows, so five rows take three blocks and the last overlaps.
     """
     if request.param == "whole":
         yield request.param
@@ -316,6 +317,22 @@ def test_only_the_cpu_lowering_loops_over_row_blocks(name):
     for platform, loops in [("cpu", True), ("cuda", False), ("tpu", False)]:
         module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
         assert ("stablehlo.while" in module) == loops, platform
+
+
+@pytest.mark.parametrize(
+    ("name", "cpu", "other"),
+    [("softmax_cross_entropy", 1, 2), ("kl_divergence", 1, 2), ("distillation_loss", 2, 4)],
+)
+def test_a_small_cpu_step_keeps_its_exponentials(name, cpu, other):
+    """Below BLOCKED_MIN_ENTRIES the CPU's step is bound by its exponentials: the
+    softmax's are made once and kept for the gradient (the teacher's too, for
+    distillation). GPUs and TPUs fuse them into the reductions and form them again."""
+    fn = softxent.get_loss(name).fn
+    spec = jax.ShapeDtypeStruct((256, 1000), jnp.float32)
+    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
+    for platform, count in [("cpu", cpu), ("cuda", other), ("tpu", other)]:
+        module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
+        assert module.count("stablehlo.exponential") == count, platform
 
 
 @pytest.mark.usefixtures("statistics_path")

@@ -11,7 +11,10 @@ materialised N x V temporary, so on the CPU the row statistics of a large array
 are computed a block of rows at a time (``_row_blocked``): the temporaries stay
 in cache and the compiled step keeps no N x V buffer beyond the gradient
 (``softxent bench`` reports the temp memory). Other backends fuse the
-elementwise work into the reductions and take the whole array at once.
+elementwise work into the reductions and take the whole array at once. On the
+CPU an array small enough to stay in cache (under ``BLOCKED_MIN_ENTRIES``) is
+taken whole and keeps its ``exp(z - m)`` for the gradient: there the time goes
+to the exponentials, not to memory traffic.
 bfloat16 inputs are cast to float32 where they are read (per block, and in the
 gradient's pass), not copied whole beforehand. The tangent is linear in the
 tangents, so JAX transposes it into the VJP: forward mode (``jacfwd``), reverse
@@ -59,9 +62,10 @@ class _Setting(NamedTuple):
     dtype: jnp.dtype  # the compute dtype
 
 
-# The CPU's row-blocked statistics: below this many entries the whole-array
-# temporaries fit in cache anyway; above it each block holds about this many.
-BLOCKED_MIN_ENTRIES = 1 << 20
+# Below this many entries the whole-array temporaries fit in cache (time goes
+# to the exponentials, which are kept for the gradient); from it on the CPU's
+# row-blocked statistics take over, each block holding about BLOCK_ENTRIES.
+BLOCKED_MIN_ENTRIES = 1 << 21
 BLOCK_ENTRIES = 1 << 18
 
 
@@ -86,14 +90,19 @@ def smooth_targets(
     return jnp.where(keep, (1 - alpha) * targets + alpha / jnp.maximum(kept, 1), 0)
 
 
-def _normaliser(
-    logits: jax.Array, keep: jax.Array | None, axis: int
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per row: the peak logit, the limited logits less their shift, and ``S = sum exp`` of them."""
+class _Normaliser(NamedTuple):
+    peak: jax.Array  # per row
+    shifted: jax.Array  # the limited logits less their shift
+    exponentials: jax.Array  # exp(shifted)
+    total: jax.Array  # S, the row sum of the exponentials
+
+
+def _normaliser(logits: jax.Array, keep: jax.Array | None, axis: int) -> _Normaliser:
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
     shifted = _log_probabilities(logits, keep, peak, 0)
-    return peak, shifted, jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
+    exponentials = jnp.exp(shifted)
+    return _Normaliser(peak, shifted, exponentials, jnp.sum(exponentials, axis=axis, keepdims=True))
 
 
 def _log_total(total: jax.Array) -> jax.Array:
@@ -110,12 +119,17 @@ def _log_probabilities(
     return _limited(logits, keep, jnp.isposinf(peak)) - shift - log_total
 
 
-def _row_statistics(
-    logits: jax.Array, targets: jax.Array, setting: _Setting
-) -> tuple[jax.Array, ...]:
+class _RowParts(NamedTuple):
+    statistics: tuple[jax.Array, ...]  # per row: see _row_statistics
+    exponentials: jax.Array  # exp(z - m) of the (scaled, limited) logits
+    targets: jax.Array  # as the loss weighs them: smoothed, or the teacher's probabilities
+
+
+def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) -> _RowParts:
     """Per row (class axis kept, size 1): the peak logit, ``S = sum exp(z - m)``,
     the target mass and ``sum q (z - m [- log q])`` over the live targets; for
-    distillation also the teacher's peak and log normaliser.
+    distillation also the teacher's peak and log normaliser. Besides them, the
+    full-size arrays they were summed from, for a caller that keeps them.
 
     ``-sum q log p = sum(q) log S - sum q (z - m)``: two sums of terms of one
     sign (no cancellation), and no log-softmax array.
@@ -125,13 +139,13 @@ def _row_statistics(
     log_targets = None
     if kind == DISTILLATION:
         logits = logits / parameter
-        t_peak, t_shifted, t_total = _normaliser(targets / parameter, keep, axis)
+        t_peak, t_shifted, t_exponentials, t_total = _normaliser(targets / parameter, keep, axis)
         teacher = (t_peak, _log_total(t_total))
         log_targets = t_shifted - teacher[1]
-        targets = jnp.exp(log_targets)
+        targets = t_exponentials / jnp.where(t_total > 0, t_total, 1)
     elif kind == CROSS_ENTROPY:
         targets = smooth_targets(targets, keep, parameter, axis)
-    peak, term, total = _normaliser(logits, keep, axis)
+    peak, term, exponentials, total = _normaliser(logits, keep, axis)
     live = targets != 0
     if kind != CROSS_ENTROPY:
         if log_targets is None:
@@ -140,7 +154,7 @@ def _row_statistics(
     mass = jnp.sum(targets, axis=axis, keepdims=True)
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
     weighted = jnp.sum(jnp.where(live, targets * term, 0), axis=axis, keepdims=True)
-    return (peak, total, mass, weighted, *teacher)
+    return _RowParts((peak, total, mass, weighted, *teacher), exponentials, targets)
 
 
 def _as_bits(x: jax.Array) -> jax.Array:
@@ -200,7 +214,7 @@ def _statistics(
     def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = setting.axis) -> tuple:
         z, t = z.astype(setting.dtype), t.astype(setting.dtype)  # per block: no full-size copy
         keep = kept[0] if kept else None
-        return _row_statistics(z, t, setting._replace(keep=keep, axis=axis))
+        return _row_statistics(z, t, setting._replace(keep=keep, axis=axis)).statistics
 
     arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
     size = logits.size
@@ -223,6 +237,37 @@ def _value_and_slope(
     computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``. For
     distillation the loss is KL at temperature ``T`` (without the ``T**2``) and the
     gradient is in ``logits / T``."""
+    if logits.size >= BLOCKED_MIN_ENTRIES:
+        return _formed_again(logits, targets, setting)
+
+    def kept(z: jax.Array, t: jax.Array, *keep: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _kept_exponentials(z, t, setting._replace(keep=keep[0] if keep else None))
+
+    def again(z: jax.Array, t: jax.Array, *keep: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _formed_again(z, t, setting._replace(keep=keep[0] if keep else None))
+
+    # A cache-resident array on the CPU: the time goes to the exponentials, not
+    # to memory traffic, so those of the statistics are kept for the gradient.
+    # Other backends fuse them into the reductions and form them again.
+    arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
+    return lax.platform_dependent(*arrays, cpu=kept, default=again)
+
+
+def _kept_exponentials(
+    logits: jax.Array, targets: jax.Array, setting: _Setting
+) -> tuple[jax.Array, jax.Array]:
+    dtype = setting.dtype
+    parts = _row_statistics(logits.astype(dtype), targets.astype(dtype), setting)
+    peak, total, mass, weighted, *_ = parts.statistics
+    probabilities = parts.exponentials / jnp.where(total > 0, total, 1)
+    return _value_and_slope_from(
+        peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis
+    )
+
+
+def _formed_again(
+    logits: jax.Array, targets: jax.Array, setting: _Setting
+) -> tuple[jax.Array, jax.Array]:
     peak, total, mass, weighted, *teacher = _statistics(logits, targets, setting)
     keep, parameter, axis, kind, dtype = setting
     logits, targets = logits.astype(dtype), targets.astype(dtype)
@@ -232,10 +277,22 @@ def _value_and_slope(
     elif kind == CROSS_ENTROPY:
         targets = smooth_targets(targets, keep, parameter, axis)
     log_total = _log_total(total)
-    value = jnp.squeeze(mass * log_total - weighted, axis)
     probabilities = jnp.exp(_log_probabilities(logits, keep, peak, log_total))
-    slope = jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
-    return value, slope
+    return _value_and_slope_from(peak, log_total, mass, weighted, probabilities, targets, axis)
+
+
+def _value_and_slope_from(
+    peak: jax.Array,
+    log_total: jax.Array,
+    mass: jax.Array,
+    weighted: jax.Array,
+    probabilities: jax.Array,
+    targets: jax.Array,
+    axis: int,
+) -> tuple[jax.Array, jax.Array]:
+    value = jnp.squeeze(mass * log_total - weighted, axis)
+    # A row with +inf logits is constant in them.
+    return value, jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
 
 
 def softmax_target_loss(
