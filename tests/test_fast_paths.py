@@ -261,7 +261,7 @@ def _check_mean_step(fast, slow, logits, targets, grad_atol=1e-6):
 
 @pytest.mark.parametrize(("name", "ref", "kw"), CASES)
 def test_large_arrays_match_the_reference_with_no_full_size_temporary(name, ref, kw):
-    """Above a million entries the CPU computes the row statistics a block of rows
+    """From 2^21 entries the CPU computes the row statistics a block of rows
     at a time; the compiled step then keeps no N x V temporary (before, XLA wrote
     one for each reduction's input)."""
     rng = np.random.default_rng(3)
@@ -307,15 +307,21 @@ def test_sigmoid_bce_mean_step_keeps_no_full_size_temporary(dtype, kw):
     _check_mean_step(fast, slow, z, y, grad_atol)
 
 
+def _lowered_mean_step(name, shape, platform):
+    """The StableHLO of ``jit(value_and_grad(mean loss))`` for ``platform``, lowered
+    here without its device."""
+    fn = softxent.get_loss(name).fn
+    spec = jax.ShapeDtypeStruct(shape, jnp.float32)
+    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
+    return jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
+
+
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "kl_divergence", "distillation_loss"])
 def test_only_the_cpu_lowering_loops_over_row_blocks(name):
-    """GPUs and TPUs fuse the row statistics themselves: their programs (lowered
-    here without the device) must not contain the CPU's loop over row blocks."""
-    fn = softxent.get_loss(name).fn
-    spec = jax.ShapeDtypeStruct((2048, 1024), jnp.float32)
-    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
+    """GPUs and TPUs fuse the row statistics themselves: their programs must not
+    contain the CPU's loop over row blocks."""
     for platform, loops in [("cpu", True), ("cuda", False), ("tpu", False)]:
-        module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
+        module = _lowered_mean_step(name, (2048, 1024), platform)
         assert ("stablehlo.while" in module) == loops, platform
 
 
@@ -327,11 +333,8 @@ def test_a_small_cpu_step_keeps_its_exponentials(name, cpu, other):
     """Below BLOCKED_MIN_ENTRIES the CPU's step is bound by its exponentials: the
     softmax's are made once and kept for the gradient (the teacher's too, for
     distillation). GPUs and TPUs fuse them into the reductions and form them again."""
-    fn = softxent.get_loss(name).fn
-    spec = jax.ShapeDtypeStruct((256, 1000), jnp.float32)
-    step = jax.jit(jax.value_and_grad(lambda z, t: jnp.mean(fn(z, t))))
     for platform, count in [("cpu", cpu), ("cuda", other), ("tpu", other)]:
-        module = jax.export.export(step, platforms=[platform])(spec, spec).mlir_module()
+        module = _lowered_mean_step(name, (256, 1000), platform)
         assert module.count("stablehlo.exponential") == count, platform
 
 

@@ -105,9 +105,13 @@ def _normaliser(logits: jax.Array, keep: jax.Array | None, axis: int) -> _Normal
     return _Normaliser(peak, shifted, exponentials, jnp.sum(exponentials, axis=axis, keepdims=True))
 
 
+def _nonzero(total: jax.Array) -> jax.Array:
+    """``S`` with 1 for a row with no finite mass (fully masked), whose exponentials are all 0."""
+    return jnp.where(total > 0, total, 1)
+
+
 def _log_total(total: jax.Array) -> jax.Array:
-    # A row with no finite mass (fully masked) would give log 0.
-    return jnp.log(jnp.where(total > 0, total, 1))
+    return jnp.log(_nonzero(total))
 
 
 def _log_probabilities(
@@ -142,7 +146,7 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
         t_peak, t_shifted, t_exponentials, t_total = _normaliser(targets / parameter, keep, axis)
         teacher = (t_peak, _log_total(t_total))
         log_targets = t_shifted - teacher[1]
-        targets = t_exponentials / jnp.where(t_total > 0, t_total, 1)
+        targets = t_exponentials / _nonzero(t_total)
     elif kind == CROSS_ENTROPY:
         targets = smooth_targets(targets, keep, parameter, axis)
     peak, term, exponentials, total = _normaliser(logits, keep, axis)
@@ -239,18 +243,13 @@ def _value_and_slope(
     gradient is in ``logits / T``."""
     if logits.size >= BLOCKED_MIN_ENTRIES:
         return _formed_again(logits, targets, setting)
-
-    def kept(z: jax.Array, t: jax.Array, *keep: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _kept_exponentials(z, t, setting._replace(keep=keep[0] if keep else None))
-
-    def again(z: jax.Array, t: jax.Array, *keep: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _formed_again(z, t, setting._replace(keep=keep[0] if keep else None))
-
     # A cache-resident array on the CPU: the time goes to the exponentials, not
     # to memory traffic, so those of the statistics are kept for the gradient.
     # Other backends fuse them into the reductions and form them again.
-    arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
-    return lax.platform_dependent(*arrays, cpu=kept, default=again)
+    return lax.platform_dependent(
+        cpu=lambda: _kept_exponentials(logits, targets, setting),
+        default=lambda: _formed_again(logits, targets, setting),
+    )
 
 
 def _kept_exponentials(
@@ -259,7 +258,7 @@ def _kept_exponentials(
     dtype = setting.dtype
     parts = _row_statistics(logits.astype(dtype), targets.astype(dtype), setting)
     peak, total, mass, weighted, *_ = parts.statistics
-    probabilities = parts.exponentials / jnp.where(total > 0, total, 1)
+    probabilities = parts.exponentials / _nonzero(total)
     return _value_and_slope_from(
         peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis
     )
