@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from ._validation import check_reduction
 
 InputKind = Literal["logits", "probabilities"]
 Link = Literal["softmax", "sigmoid", "none"]
@@ -126,6 +130,49 @@ def _as_array(x: Any) -> Any:
     return x
 
 
+_REDUCTION_DOC = """\
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
+"""
+
+
+def _with_reduction(impl: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """``impl`` with the ``reduction`` option: its output, or the mean or sum of it.
+
+    A loss that made its gradient with its value when reduced was tried and was no
+    faster on the CPU (the gradient buffer's initial write cost what the second
+    read of the logits saved), so every loss reduces its per-example output.
+    """
+
+    @functools.wraps(impl)
+    def reduced(*args: Any, reduction: str = "none", **options: Any) -> jax.Array:
+        output = impl(*args, **options)
+        if reduction == "none":
+            return output
+        total = jnp.sum(output)
+        return total / max(output.size, 1) if reduction == "mean" else total
+
+    signature = inspect.signature(impl)
+    option = inspect.Parameter(
+        "reduction", inspect.Parameter.KEYWORD_ONLY, default="none", annotation="str"
+    )
+    reduced.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), option]
+    )
+    return reduced
+
+
+def _documented(doc: str | None, name: str) -> str | None:
+    """The docstring with ``reduction`` listed last under Args."""
+    if doc is None:
+        return None
+    at = doc.find("\n    Returns:")
+    if at < 0:
+        raise ValueError(f"loss {name!r}: its docstring needs a 'Returns:' section")
+    return doc[:at].rstrip("\n") + "\n" + _REDUCTION_DOC + doc[at:]
+
+
 def register_loss(
     *,
     input: InputKind,
@@ -140,17 +187,22 @@ def register_loss(
 
     The returned function validates concrete hyperparameters (a clear
     ``ValueError`` before any work), then calls ``jax.jit(fn)`` with ``axis``
-    static. Inside a user's own ``jit``, ``vmap`` or ``grad`` it simply inlines.
+    and ``reduction`` static. Inside a user's own ``jit``, ``vmap`` or ``grad``
+    it simply inlines. Every loss takes ``reduction`` (``"none"``, ``"mean"`` or
+    ``"sum"``, added here, and listed in its docstring's Args).
     """
 
     def decorate(impl: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
         name = impl.__name__
         if name in _REGISTRY:
             raise ValueError(f"loss {name!r} is already registered")
-        jitted = jax.jit(impl, static_argnames=("axis",))
+        reducible = _with_reduction(impl)
+        jitted = jax.jit(reducible, static_argnames=("axis", "reduction"))
 
-        @functools.wraps(impl)
+        @functools.wraps(reducible)
         def loss(predictions: Any, targets: Any, /, **options: Any) -> jax.Array:
+            if "reduction" in options:
+                check_reduction(name, options["reduction"])
             for p in params:
                 if p.name in options:
                     p.validate(name, options[p.name])
@@ -158,6 +210,7 @@ def register_loss(
                 options["where"] = _as_array(options["where"])
             return jitted(_as_array(predictions), _as_array(targets), **options)
 
+        loss.__doc__ = _documented(impl.__doc__, name)
         loss.jitted = jitted  # type: ignore[attr-defined]
         loss.lower = jitted.lower  # type: ignore[attr-defined]
         spec = LossSpec(

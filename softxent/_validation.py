@@ -71,6 +71,15 @@ def check_axis(fn: str, axis: int, ndim: int) -> int:
     return int(axis) % ndim
 
 
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(fn: str, reduction: object) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
 def check_where(fn: str, where: jax.Array | None, shape: tuple[int, ...]) -> None:
     if where is None:
         return

@@ -180,3 +180,28 @@ def test_cli_demo_runs():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "softmax_cross_entropy" in out.stdout and "Edge cases" in out.stdout
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_every_loss_reduces_to_the_mean_or_sum_of_its_output(spec):
+    z, q = _example_inputs(spec)
+    per_example = spec.fn(z, q)
+    assert inspect.signature(spec.fn).parameters["reduction"].default == "none"
+    np.testing.assert_allclose(spec.fn(z, q, reduction="none"), per_example)
+    for reduction, reduce in [("mean", jnp.mean), ("sum", jnp.sum)]:
+        value = spec.fn(z, q, reduction=reduction)
+        assert value.shape == ()
+        np.testing.assert_allclose(value, reduce(per_example), rtol=2e-6)
+        np.testing.assert_allclose(
+            jax.grad(lambda z, r=reduction: spec.fn(z, q, reduction=r))(z),
+            jax.grad(lambda z, f=reduce: f(spec.fn(z, q)))(z),
+            rtol=1e-5, atol=1e-7,
+        )
+    assert "reduction:" in spec.fn.__doc__
+
+
+@pytest.mark.parametrize("reduction", ["avg", None, "MEAN"])
+def test_a_bad_reduction_names_the_option_and_the_choices(reduction):
+    with pytest.raises(ValueError, match=r"brier_score: reduction must be one of "
+                       r"\('none', 'mean', 'sum'\), got " + re.escape(repr(reduction))):
+        softxent.brier_score(jnp.zeros((2, 3)), jnp.ones((2, 3)) / 3, reduction=reduction)

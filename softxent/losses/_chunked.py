@@ -24,21 +24,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from .._validation import check_reduction
 from ._softmax import distillation_loss, softmax_cross_entropy
-
-REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_chunk(name: str, chunk_size: int) -> int:
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"{name}: chunk_size must be a positive int, got {chunk_size!r}")
     return chunk_size
-
-
-def _check_reduction(name: str, reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def _split_rows(x: jax.Array, chunk_size: int) -> jax.Array:
@@ -178,7 +171,7 @@ def linear_softmax_cross_entropy(
     """
     name = "linear_softmax_cross_entropy"
     chunk_size = _check_chunk(name, chunk_size)
-    reduction = _check_reduction(name, reduction)
+    reduction = check_reduction(name, reduction)
     weight, hidden, targets = jnp.asarray(weight), jnp.asarray(hidden), jnp.asarray(targets)
 
     def row_loss(logits: jax.Array, q: jax.Array, smoothing: ArrayLike) -> jax.Array:
@@ -210,7 +203,7 @@ def linear_distillation_loss(
     """
     name = "linear_distillation_loss"
     chunk_size = _check_chunk(name, chunk_size)
-    reduction = _check_reduction(name, reduction)
+    reduction = check_reduction(name, reduction)
     weight, teacher_weight = jnp.asarray(weight), jnp.asarray(teacher_weight)
     hidden, teacher_hidden = jnp.asarray(hidden), jnp.asarray(teacher_hidden)
 
