@@ -25,8 +25,8 @@ def test_interleaved_medians_take_samples_in_turn():
     fns = {name: (lambda name=name: order.append(name)) for name in "ab"}
     medians = _bench.interleaved_medians(fns, repeats=3, min_sample_s=0)
     assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
-    # two warm-up calls each, then one call of each per round
-    assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    # two warm-up calls each, then per round one untimed and one timed call of each
+    assert order == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
 
 
 def test_every_impl_agrees_on_the_value():
