@@ -147,6 +147,7 @@ def _with_reduction(impl: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
 
     @functools.wraps(impl)
     def reduced(*args: Any, reduction: str = "none", **options: Any) -> jax.Array:
+        check_reduction(impl.__name__, reduction)  # static: checked when traced
         output = impl(*args, **options)
         if reduction == "none":
             return output
@@ -201,7 +202,7 @@ def register_loss(
 
         @functools.wraps(reducible)
         def loss(predictions: Any, targets: Any, /, **options: Any) -> jax.Array:
-            if "reduction" in options:
+            if "reduction" in options:  # before jit hashes it: a list gets this message too
                 check_reduction(name, options["reduction"])
             for p in params:
                 if p.name in options:

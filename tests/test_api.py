@@ -205,3 +205,6 @@ def test_a_bad_reduction_names_the_option_and_the_choices(reduction):
     with pytest.raises(ValueError, match=r"brier_score: reduction must be one of "
                        r"\('none', 'mean', 'sum'\), got " + re.escape(repr(reduction))):
         softxent.brier_score(jnp.zeros((2, 3)), jnp.ones((2, 3)) / 3, reduction=reduction)
+    # The exported jitted function checks it too, rather than reducing to the sum.
+    with pytest.raises(ValueError, match=r"brier_score: reduction must be one of"):
+        softxent.brier_score.jitted(jnp.zeros((2, 3)), jnp.ones((2, 3)) / 3, reduction=reduction)
