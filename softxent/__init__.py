@@ -2,18 +2,20 @@
 
 Every loss takes predictions (logits or probabilities) and soft targets of the
 same shape and returns one value per example (or per component for the
-elementwise sigmoid losses). The registry (:func:`list_losses`,
-:func:`get_loss`) lists them all with their parameters.
+elementwise sigmoid losses), or their mean or sum with ``reduction``. The
+registry (:func:`list_losses`, :func:`get_loss`) lists them all with their
+parameters; :func:`register_loss` adds a loss of one's own.
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._registry import LossSpec as LossSpec
-from ._registry import Param as Param
 from ._registry import get_loss as get_loss
 from ._registry import list_losses as list_losses
 from ._registry import loss_names as loss_names
+from ._registry import register_loss as register_loss
+from ._registry import unregister_loss as unregister_loss
 from ._validation import check_targets as check_targets
 from .losses import binary_cross_entropy as binary_cross_entropy
 from .losses import brier_score as brier_score
@@ -32,6 +34,9 @@ from .losses._chunked import chunked_distillation_loss as chunked_distillation_l
 from .losses._chunked import chunked_softmax_cross_entropy as chunked_softmax_cross_entropy
 from .losses._chunked import linear_distillation_loss as linear_distillation_loss
 from .losses._chunked import linear_softmax_cross_entropy as linear_softmax_cross_entropy
+from .losses._export import Param as Param
+from .losses._export import apply_reduction as apply_reduction
+from .losses._export import export_loss as export_loss
 
 try:
     __version__ = _version("softxent")

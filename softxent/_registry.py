@@ -1,80 +1,99 @@
-"""The loss registry: one place that lists every loss softxent ships.
+"""The loss registry: one table of every loss softxent ships, and the way to add one.
 
-Proofs, verification, experiments, benchmarks and the CLI all enumerate losses
-from here, so adding a loss means writing one function and decorating it with
-:func:`register_loss`.
+Proofs, verification, experiments, benchmarks and the CLI enumerate losses from
+here. The table below is written out by hand, one entry per loss; a loss's name
+comes from its function and its references from its docstring's References
+section, so each is stated once. A user's loss joins the table through
+:func:`register_loss`, which checks it exactly as it checks the built-ins.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import inspect
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from ._validation import check_reduction
+from .losses import (
+    binary_cross_entropy,
+    brier_score,
+    cross_entropy,
+    distillation_loss,
+    focal_cross_entropy,
+    generalized_cross_entropy,
+    js_divergence,
+    kl_divergence,
+    poly1_cross_entropy,
+    reverse_kl_divergence,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_cross_entropy,
+)
+from .losses._export import Param, export_loss, is_exported
 
-InputKind = Literal["logits", "probabilities"]
+InputKind = Literal["logits", "probabilities", "hidden"]
+TargetKind = Literal["probabilities", "logits", "hidden"]
 Link = Literal["softmax", "sigmoid", "none"]
-Reduction = Literal["class", "elementwise"]
+Output = Literal["per_example", "per_component"]
+Family = Literal["dense", "chunked", "linear"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """A scalar hyperparameter of a loss and the interval it must lie in."""
+def references_of(doc: str | None) -> tuple[str, ...]:
+    """The entries of a Google-style docstring's ``References:`` section.
 
-    name: str
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    optional: bool = False
-    doc: str = ""
+    Entries are separated by blank lines; an entry's lines are joined.
+    """
+    if not doc:
+        return ()
+    lines = inspect.cleandoc(doc).splitlines()
+    try:
+        start = lines.index("References:") + 1
+    except ValueError:
+        return ()
+    entries: list[list[str]] = [[]]
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            break  # the next section
+        if line.strip():
+            entries[-1].append(line.strip())
+        elif entries[-1]:
+            entries.append([])
+    return tuple(" ".join(e) for e in entries if e)
 
-    def domain(self) -> str:
-        """The allowed interval in mathematical notation, for error messages."""
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        left = "(" if self.low_open or self.low is None else "["
-        right = ")" if self.high_open or self.high is None else "]"
-        text = f"{left}{lo}, {hi}{right}"
-        return text + " or None" if self.optional else text
 
-    def validate(self, loss_name: str, value: Any) -> None:
-        """Raise ``ValueError`` if a concrete ``value`` lies outside the domain.
+def _check_choice(name: str, field: str, value: Any, kind: Any) -> None:
+    choices = get_args(kind)
+    if value not in choices:
+        raise ValueError(f"loss {name!r}: {field} must be one of {choices}, got {value!r}")
 
-        Traced values (inside a user's ``jit`` or ``vmap``) cannot be inspected
-        and pass through unchecked.
-        """
-        if value is None:
-            if self.optional:
-                return
-            raise ValueError(f"{loss_name}: {self.name} must be in {self.domain()}, got None")
-        if isinstance(value, jax.core.Tracer):
-            return
-        try:
-            values = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{loss_name}: {self.name} must be a real number in {self.domain()}, "
-                f"got {value!r} of type {type(value).__name__}"
-            ) from None
-        bad = ~np.isfinite(values) if values.size else np.zeros((0,), bool)
-        if self.low is not None:
-            bad |= values <= self.low if self.low_open else values < self.low
-        if self.high is not None:
-            bad |= values >= self.high if self.high_open else values > self.high
-        if np.any(bad):
-            shown = values.reshape(-1)[np.argmax(bad.reshape(-1))]
+
+def _check_signature(name: str, fn: Callable[..., Any], family: str, params: tuple) -> None:
+    """The API contract every registered loss follows."""
+    signature = inspect.signature(fn).parameters
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    required = {"reduction": "none"}
+    if family == "dense":
+        required["where"] = None
+        if "axis" not in signature or signature["axis"].kind is not keyword:
+            raise ValueError(f"loss {name!r}: its function must take a keyword-only 'axis'")
+    for option, default in required.items():
+        got = signature.get(option)
+        if got is None or got.kind is not keyword or got.default != default:
+            shown = "missing" if got is None else f"{got.kind.description}, default {got.default!r}"
             raise ValueError(
-                f"{loss_name}: {self.name} must be in {self.domain()}, got {shown:g}"
+                f"loss {name!r}: its function must take a keyword-only {option!r} with "
+                f"default {default!r}, got {shown}"
+            )
+    for p in params:
+        got = signature.get(p.name)
+        if got is None or got.kind is not keyword or got.default != p.default:
+            shown = "missing" if got is None else f"{got.kind.description}, default {got.default!r}"
+            raise ValueError(
+                f"loss {name!r}: parameter {p.name!r} must be keyword-only with default "
+                f"{p.default!r} (its Param's default), got {shown}"
             )
 
 
@@ -83,29 +102,59 @@ class LossSpec:
     """What the rest of softxent needs to know about one loss.
 
     Attributes:
-      name: the public function name, e.g. ``"softmax_cross_entropy"``.
-      fn: the exported, jit-compiled loss.
-      input: whether the first argument is ``"logits"`` or ``"probabilities"``.
-      targets: whether the second argument is target ``"probabilities"`` or
-        (for distillation) teacher ``"logits"``.
+      fn: the exported loss (made by :func:`export_loss`).
+      input: whether the first argument is ``"logits"``, ``"probabilities"``
+        or (the linear family) ``"hidden"`` states with an output matrix.
       link: how logits become probabilities: ``"softmax"`` over the class axis,
         ``"sigmoid"`` per component, or ``"none"`` for probability inputs.
-      reduction: ``"class"`` sums over the class axis (one value per example);
-        ``"elementwise"`` returns one value per component.
-      params: hyperparameters with their defaults and domains.
+      output: ``"per_example"`` sums over the class axis (one value per
+        example); ``"per_component"`` returns one value per component. (The
+        ``reduction=`` argument of every loss then keeps, averages or sums it.)
       summary: a one-line description.
-      references: citations for the docstring and the catalogue.
+      targets: whether the second argument is target ``"probabilities"``,
+        (for distillation) teacher ``"logits"``, or teacher ``"hidden"`` states.
+      family: ``"dense"`` for the losses on whole arrays of logits or
+        probabilities; ``"chunked"`` and ``"linear"`` for their large-vocabulary
+        forms, over row chunks or from hidden states and an output matrix.
+      symbolic: an optional symbolic twin of the loss, kept for
+        :mod:`softxent.symbolic`; the registry does not look inside it.
+      name: the function's name, e.g. ``"softmax_cross_entropy"``.
+      params: the hyperparameters ``fn`` was exported with, with defaults and
+        domains.
+      references: the entries of the docstring's References section.
     """
 
-    name: str
     fn: Callable[..., jax.Array]
     input: InputKind
-    targets: InputKind
     link: Link
-    reduction: Reduction
-    params: tuple[Param, ...]
+    output: Output
     summary: str
-    references: tuple[str, ...] = ()
+    targets: TargetKind = "probabilities"
+    family: Family = "dense"
+    symbolic: Any = None
+    name: str = dataclasses.field(init=False)
+    params: tuple[Param, ...] = dataclasses.field(init=False)
+    references: tuple[str, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        name = getattr(self.fn, "__name__", repr(self.fn))
+        if not is_exported(self.fn):
+            raise TypeError(
+                f"loss {name!r}: fn must be exported with softxent.export_loss "
+                "(softxent.register_loss exports a plain function itself)"
+            )
+        _check_choice(name, "input", self.input, InputKind)
+        _check_choice(name, "targets", self.targets, TargetKind)
+        _check_choice(name, "link", self.link, Link)
+        _check_choice(name, "output", self.output, Output)
+        _check_choice(name, "family", self.family, Family)
+        if not isinstance(self.summary, str) or not self.summary.strip():
+            raise ValueError(f"loss {name!r}: summary must be a non-empty string, "
+                             f"got {self.summary!r}")
+        _check_signature(name, self.fn, self.family, self.fn.params)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", self.fn.params)
+        object.__setattr__(self, "references", references_of(self.fn.__doc__))
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -119,144 +168,203 @@ class LossSpec:
         raise KeyError(f"{self.name} has no parameter {name!r} (parameters: {known})")
 
 
+_BUILT_IN = (
+    LossSpec(
+        binary_cross_entropy,
+        input="probabilities",
+        link="none",
+        output="per_component",
+        summary="the note's H(p, q) = -[q log p + (1-q) log(1-p)], per component",
+    ),
+    LossSpec(
+        cross_entropy,
+        input="probabilities",
+        link="none",
+        output="per_example",
+        summary="categorical cross-entropy -sum q log p of probability vectors",
+    ),
+    LossSpec(
+        sigmoid_binary_cross_entropy,
+        input="logits",
+        link="sigmoid",
+        output="per_component",
+        summary="binary cross-entropy on sigmoid(x), per component, for soft multi-label targets",
+    ),
+    LossSpec(
+        sigmoid_focal_loss,
+        input="logits",
+        link="sigmoid",
+        output="per_component",
+        summary="sigmoid focal loss for soft multi-label targets, per component",
+    ),
+    LossSpec(
+        softmax_cross_entropy,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="cross-entropy H(q, softmax(z)) with soft targets and optional label smoothing",
+    ),
+    LossSpec(
+        kl_divergence,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="KL(q || softmax(z)), cross-entropy minus the target's entropy",
+    ),
+    LossSpec(
+        reverse_kl_divergence,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="KL(softmax(z) || q), mode-seeking; infinite where q_i = 0 < p_i",
+    ),
+    LossSpec(
+        js_divergence,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="Jensen-Shannon divergence between q and softmax(z), bounded by log 2",
+    ),
+    LossSpec(
+        brier_score,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="Brier score: squared distance between softmax(z) and q",
+    ),
+    LossSpec(
+        focal_cross_entropy,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="softmax focal loss with soft targets, -sum q (1-p)^gamma log p",
+    ),
+    LossSpec(
+        poly1_cross_entropy,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="Poly-1 loss: cross-entropy + epsilon * sum q (1 - p)",
+    ),
+    LossSpec(
+        generalized_cross_entropy,
+        input="logits",
+        link="softmax",
+        output="per_example",
+        summary="generalized cross-entropy sum q (1 - p^k) / k, robust to label noise",
+    ),
+    LossSpec(
+        distillation_loss,
+        input="logits",
+        targets="logits",
+        link="softmax",
+        output="per_example",
+        summary="Hinton's distillation loss T^2 KL(softmax(t/T) || softmax(s/T)); teacher frozen",
+    ),
+)
+
 _REGISTRY: dict[str, LossSpec] = {}
+_BUILT_IN_NAMES = frozenset(spec.name for spec in _BUILT_IN)
 
 
-def _as_array(x: Any) -> Any:
-    # Python sequences must become arrays before jit, which would otherwise treat
-    # a list as a pytree of separate scalar arguments.
-    if isinstance(x, list | tuple):
-        return np.asarray(x)
-    return x
+def _add(spec: LossSpec) -> None:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"loss {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
 
 
-_REDUCTION_DOC = """\
-      reduction: ``"none"`` returns the loss as described under Returns;
-        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
-        (the mean of no values is 0).
-"""
-
-
-def _with_reduction(impl: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-    """``impl`` with the ``reduction`` option: its output, or the mean or sum of it.
-
-    A loss that made its gradient with its value when reduced was tried and was no
-    faster on the CPU (the gradient buffer's initial write cost what the second
-    read of the logits saved), so every loss reduces its per-example output.
-    """
-
-    @functools.wraps(impl)
-    def reduced(*args: Any, reduction: str = "none", **options: Any) -> jax.Array:
-        check_reduction(impl.__name__, reduction)  # static: checked when traced
-        output = impl(*args, **options)
-        if reduction == "none":
-            return output
-        total = jnp.sum(output)
-        return total / max(output.size, 1) if reduction == "mean" else total
-
-    signature = inspect.signature(impl)
-    option = inspect.Parameter(
-        "reduction", inspect.Parameter.KEYWORD_ONLY, default="none", annotation="str"
-    )
-    reduced.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), option]
-    )
-    return reduced
-
-
-def _documented(doc: str | None, name: str) -> str | None:
-    """The docstring with ``reduction`` listed last under Args."""
-    if doc is None:
-        return None
-    at = doc.find("\n    Returns:")
-    if at < 0:
-        raise ValueError(f"loss {name!r}: its docstring needs a 'Returns:' section")
-    return doc[:at].rstrip("\n") + "\n" + _REDUCTION_DOC + doc[at:]
+for _spec in _BUILT_IN:
+    _add(_spec)
 
 
 def register_loss(
+    fn: Callable[..., jax.Array] | None = None,
+    /,
     *,
     input: InputKind,
     link: Link,
-    reduction: Reduction,
-    params: tuple[Param, ...] = (),
+    output: Output,
     summary: str,
-    targets: InputKind = "probabilities",
-    references: tuple[str, ...] = (),
-) -> Callable[[Callable[..., jax.Array]], Callable[..., jax.Array]]:
-    """Register a loss and export it jit-compiled.
+    targets: TargetKind = "probabilities",
+    params: Sequence[Param] = (),
+    family: Family = "dense",
+    symbolic: Any = None,
+) -> Any:
+    """Add a loss to the registry, so that :func:`get_loss` and :func:`list_losses` see it.
 
-    The returned function validates concrete hyperparameters (a clear
-    ``ValueError`` before any work), then calls ``jax.jit(fn)`` with ``axis``
-    and ``reduction`` static. Inside a user's own ``jit``, ``vmap`` or ``grad``
-    it simply inlines. Every loss takes ``reduction`` (``"none"``, ``"mean"`` or
-    ``"sum"``, added here, and listed in its docstring's Args).
+    ``fn`` is a pure loss function following softxent's contract: predictions
+    and targets positional; keyword-only ``axis``, ``where=None``,
+    ``reduction="none"`` and one keyword-only argument per ``Param`` in
+    ``params``, with the Param's default. A plain function is exported with
+    :func:`export_loss` (``params`` checked eagerly, one ``jit``); an exported
+    one keeps its own ``params``. The entry is checked as the built-ins are,
+    and a bad field raises a ``ValueError`` naming it. Use it as a call,
+    ``register_loss(my_loss, input=..., ...)``, or as a decorator,
+    ``@register_loss(input=..., ...)``; either returns the exported loss.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, softxent
+      >>> @softxent.register_loss(input="logits", link="softmax",
+      ...                         output="per_example", summary="softmax total variation")
+      ... def total_variation(logits, targets, *, axis=-1, where=None, reduction="none"):
+      ...     p = jax.nn.softmax(logits, axis=axis, where=where)
+      ...     tv = 0.5 * jnp.sum(jnp.abs(p - targets), axis=axis, where=where)
+      ...     return softxent.apply_reduction("total_variation", tv, reduction)
+      >>> float(softxent.get_loss("total_variation").fn(jnp.zeros(2), jnp.array([1.0, 0.0])))
+      0.5
+      >>> softxent.unregister_loss("total_variation")
     """
 
-    def decorate(impl: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-        name = impl.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is already registered")
-        reducible = _with_reduction(impl)
-        jitted = jax.jit(reducible, static_argnames=("axis", "reduction"))
-
-        @functools.wraps(reducible)
-        def loss(predictions: Any, targets: Any, /, **options: Any) -> jax.Array:
-            if "reduction" in options:  # before jit hashes it: a list gets this message too
-                check_reduction(name, options["reduction"])
-            for p in params:
-                if p.name in options:
-                    p.validate(name, options[p.name])
-            if "where" in options:
-                options["where"] = _as_array(options["where"])
-            return jitted(_as_array(predictions), _as_array(targets), **options)
-
-        loss.__doc__ = _documented(impl.__doc__, name)
-        loss.jitted = jitted  # type: ignore[attr-defined]
-        loss.lower = jitted.lower  # type: ignore[attr-defined]
-        spec = LossSpec(
-            name=name,
-            fn=loss,
-            input=input,
-            targets=targets,
-            link=link,
-            reduction=reduction,
-            params=params,
-            summary=summary,
-            references=references,
-        )
-        loss.spec = spec  # type: ignore[attr-defined]
-        _REGISTRY[name] = spec
+    def register(loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+        if is_exported(loss):
+            if params:
+                raise ValueError(
+                    f"loss {loss.__name__!r}: params come from export_loss for an exported "
+                    "function; pass them there, not to register_loss"
+                )
+        else:
+            loss = export_loss(params)(loss)
+        _add(LossSpec(loss, input=input, link=link, output=output, summary=summary,
+                      targets=targets, family=family, symbolic=symbolic))
         return loss
 
-    return decorate
+    return register if fn is None else register(fn)
 
 
-def _ensure_loaded() -> None:
-    # The loss modules register themselves on import.
-    from . import losses  # noqa: F401
+def unregister_loss(name: str) -> None:
+    """Remove a loss added with :func:`register_loss`; the built-ins stay."""
+    if name in _BUILT_IN_NAMES:
+        raise ValueError(f"loss {name!r} is built in and cannot be unregistered")
+    get_loss(name)  # a KeyError naming close names
+    del _REGISTRY[name]
 
 
 def list_losses(
     *,
     input: InputKind | None = None,
     link: Link | None = None,
-    reduction: Reduction | None = None,
+    output: Output | None = None,
+    family: Family | None = "dense",
 ) -> list[LossSpec]:
-    """Every registered loss, in registration order, optionally filtered."""
-    _ensure_loaded()
+    """The registered losses in table order, then the users' in registration order.
+
+    Filters keep the entries whose field equals the given value. ``family``
+    is ``"dense"`` by default, the losses on whole arrays; pass ``"chunked"``
+    or ``"linear"`` for the large-vocabulary forms, or ``None`` for every
+    family.
+    """
     return [
         s
         for s in _REGISTRY.values()
         if (input is None or s.input == input)
         and (link is None or s.link == link)
-        and (reduction is None or s.reduction == reduction)
+        and (output is None or s.output == output)
+        and (family is None or s.family == family)
     ]
 
 
 def get_loss(name: str) -> LossSpec:
-    """The registry entry for ``name``; a ``KeyError`` suggests close names."""
-    _ensure_loaded()
+    """The registry entry for ``name``, of any family; a ``KeyError`` suggests close names."""
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -267,9 +375,9 @@ def get_loss(name: str) -> LossSpec:
         ) from None
 
 
-def loss_names() -> list[str]:
-    """The names of every registered loss."""
-    return [s.name for s in list_losses()]
+def loss_names(*, family: Family | None = "dense") -> list[str]:
+    """The names of the registered losses of ``family`` (every family for ``None``)."""
+    return [s.name for s in list_losses(family=family)]
 
 
 __all__ = [
@@ -278,5 +386,7 @@ __all__ = [
     "get_loss",
     "list_losses",
     "loss_names",
+    "references_of",
     "register_loss",
+    "unregister_loss",
 ]

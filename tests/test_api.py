@@ -30,7 +30,7 @@ def _example_inputs(spec, shape=(5, 4)):
     z = jax.random.normal(jax.random.key(0), shape, dtype=jnp.float32)
     q = jax.nn.softmax(jax.random.normal(jax.random.key(1), shape, dtype=jnp.float32))
     if spec.input == "probabilities":
-        z = jax.nn.softmax(z) if spec.reduction == "class" else jax.nn.sigmoid(z)
+        z = jax.nn.softmax(z) if spec.output == "per_example" else jax.nn.sigmoid(z)
     if spec.targets == "logits":
         q = jnp.log(q)
     return z, q
@@ -65,7 +65,7 @@ def test_exported_compiled_and_transformable(spec):
     assert "stablehlo" in spec.fn.lower(z, q).as_text()[:2000] or spec.fn.lower(z, q)
     eager = spec.fn(z, q)
     assert isinstance(eager, jax.Array)
-    expected_shape = (5,) if spec.reduction == "class" else (5, 4)
+    expected_shape = (5,) if spec.output == "per_example" else (5, 4)
     assert eager.shape == expected_shape
     # Inside a user's jit, vmap and grad.
     np.testing.assert_allclose(jax.jit(spec.fn)(z, q), eager, rtol=1e-6)

@@ -22,14 +22,14 @@ SPECS = softxent.list_losses()
 
 
 def _row_fn(spec):
-    if spec.reduction == "class":
+    if spec.output == "per_example":
         return lambda x, t, m: spec.fn(x, t, where=m)
     return lambda x, t, m: jnp.sum(spec.fn(x, t, where=m))
 
 
 def _inputs(spec):
     """Predictions, targets and masks for ``spec`` over its grid (float64)."""
-    if spec.reduction == "class":
+    if spec.output == "per_example":
         logits, targets, masks, labels = _grid.class_grid()
         if spec.input == "probabilities":
             probs = np.array([_grid.CLASS_TARGETS[k] for k in _grid.CLASS_TARGETS])
@@ -95,7 +95,7 @@ def test_no_nan_and_finite_derivatives(spec, dtype):
         assert not bad, f"{spec.name}: non-finite {kind} where the value is finite: {bad[:5]}"
 
 
-CLASS_LOGIT_SPECS = [s for s in SPECS if s.reduction == "class" and s.input == "logits"]
+CLASS_LOGIT_SPECS = [s for s in SPECS if s.output == "per_example" and s.input == "logits"]
 
 
 def _teacher_or_targets(spec, q):
@@ -183,7 +183,7 @@ def test_elementwise_where_masks_value_and_gradient():
     x = jnp.array([0.5, -jnp.inf, 2.0])
     y = jnp.array([0.3, 0.7, 1.0])
     mask = jnp.array([True, False, True])
-    for spec in [s for s in SPECS if s.reduction == "elementwise" and s.input == "logits"]:
+    for spec in [s for s in SPECS if s.output == "per_component" and s.input == "logits"]:
         f = lambda x, spec=spec: jnp.sum(spec.fn(x, y, where=mask))
         assert np.isfinite(float(f(x))), spec.name
         g = jax.grad(f)(x)

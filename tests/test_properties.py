@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import softxent
 
 SPECS = softxent.list_losses()
-CLASS_LOGIT_SPECS = [s for s in SPECS if s.reduction == "class" and s.input == "logits"]
+CLASS_LOGIT_SPECS = [s for s in SPECS if s.output == "per_example" and s.input == "logits"]
 # Strictly proper for a soft target: the loss is minimised exactly at p = q.
 PROPER = {
     "binary_cross_entropy", "cross_entropy", "softmax_cross_entropy",
@@ -42,7 +42,7 @@ def _targets_for(spec, q):
 def _predictions_for(spec, z):
     z = jnp.asarray(z)
     if spec.input == "probabilities":
-        return jax.nn.sigmoid(z) if spec.reduction == "elementwise" else jax.nn.softmax(z)
+        return jax.nn.sigmoid(z) if spec.output == "per_component" else jax.nn.softmax(z)
     return z
 
 
@@ -63,7 +63,8 @@ def test_proper_losses_are_minimised_at_the_target(spec, row, noise):
     q = np.clip(q, 1e-3, None)
     q = q / q.sum()
     # The logits (or probabilities) that reproduce q exactly: z* = log q.
-    best = np.log(q) if spec.link == "softmax" or spec.reduction == "class" else np.log(q / (1 - q))
+    per_example = spec.link == "softmax" or spec.output == "per_example"
+    best = np.log(q) if per_example else np.log(q / (1 - q))
     moved = best + 0.5 * np.array(noise[: len(q)])
     f = lambda z: float(jnp.sum(spec.fn(_predictions_for(spec, z), _targets_for(spec, q))))
     assert f(best) <= f(moved) + 1e-12
@@ -79,7 +80,7 @@ def test_softmax_losses_ignore_a_constant_added_to_the_logits(spec, row, shift):
     np.testing.assert_allclose(shifted, base, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.reduction == "class"],
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.output == "per_example"],
                          ids=lambda s: s.name)
 @FEW
 @given(row=soft_rows(min_k=3), data=st.data())
@@ -108,7 +109,7 @@ def test_label_smoothing_spreads_over_kept_classes_only(row, data, alpha):
     np.testing.assert_allclose(masked, kept, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.reduction == "elementwise"],
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.output == "per_component"],
                          ids=lambda s: s.name)
 @FEW
 @given(row=soft_rows())

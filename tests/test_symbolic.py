@@ -43,7 +43,7 @@ def test_twin_values_equal_the_jax_values(spec):
     t = twin(spec.name)
     params = t.parameters()
     rng = np.random.default_rng(0)
-    width = 3 if spec.reduction == "class" else 1
+    width = 3 if spec.output == "per_example" else 1
     xs, ts = symbols("x", width, real=True), symbols("t", width, real=True)
     ax = xs if width > 1 else xs[0]
     at = ts if width > 1 else ts[0]
@@ -162,7 +162,7 @@ TARGETS = {2: [[0.3, 0.7], [0.05, 0.95], [0.5, 0.5]],
 def _numerical_minimiser(spec, q):
     """Minimise the shipped JAX loss over free logits with SciPy (independent of SymPy)."""
     q = jnp.asarray(q)
-    link = jax.nn.softmax if spec.reduction == "class" else jax.nn.sigmoid
+    link = jax.nn.softmax if spec.output == "per_example" else jax.nn.sigmoid
 
     def objective(z):
         z = jnp.asarray(z)
@@ -267,7 +267,13 @@ def test_verify_catches_a_perturbed_gradient(monkeypatch):
     from softxent.symbolic import _verify
 
     spec = softxent.get_loss("kl_divergence")
-    off = dataclasses.replace(spec, fn=lambda z, q, **kw: spec.fn(z, q, **kw) * (1 + 1e-6))
+
+    @softxent.export_loss()
+    def kl_divergence(logits, targets, *, axis=-1, where=None, reduction="none"):
+        kl = spec.fn(logits, targets, axis=axis, where=where, reduction=reduction)
+        return kl * (1 + 1e-6)
+
+    off = dataclasses.replace(spec, fn=kl_divergence)
     monkeypatch.setattr(_verify, "list_losses", lambda: [off])
     (result,) = _verify.verify(points=40, workers=1)
     assert not result.passed

@@ -23,7 +23,7 @@ def _fit(spec, target, steps: int):
     import optax
 
     q = jnp.asarray(target, dtype=jnp.float32)
-    link = jax.nn.sigmoid if spec.link == "sigmoid" or spec.reduction == "elementwise" else (
+    link = jax.nn.sigmoid if spec.link == "sigmoid" or spec.output == "per_component" else (
         jax.nn.softmax
     )
     if spec.targets == "logits":  # distillation: the teacher's logits encode q
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'loss':<30} {'final p':<28} max|p - q|")
     missed = []
     for spec in list_losses():
-        target = MULTILABEL if spec.reduction == "elementwise" else DISTRIBUTION
+        target = MULTILABEL if spec.output == "per_component" else DISTRIBUTION
         p, q = _fit(spec, target, args.steps)
         gap = float(abs(p - q).max())
         shown = "[" + ", ".join(f"{float(v):.4f}" for v in p) + "]"

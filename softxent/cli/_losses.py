@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
                 "input": s.input,
                 "targets": s.targets,
                 "link": s.link,
-                "reduction": s.reduction,
+                "output": s.output,
                 "params": {p.name: p.default for p in s.params},
                 "domains": {p.name: p.domain() for p in s.params},
                 "summary": s.summary,
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(s.name) for s in specs)
     for s in specs:
         params = ", ".join(f"{p.name}={p.default} in {p.domain()}" for p in s.params) or "-"
-        kind = f"{s.input}/{s.link}/{s.reduction}"
-        print(f"{s.name:<{width}}  {kind:<28}  {params}")
+        kind = f"{s.input}/{s.link}/{s.output}"
+        print(f"{s.name:<{width}}  {kind:<32}  {params}")
         print(f"{'':<{width}}  {s.summary}")
     return 0

@@ -54,7 +54,7 @@ def check(config: dict[str, Any], source: str) -> None:
     fp = config["fixed_point"]
     k = fp["classes"]
     specs = [get_loss(e["name"]) for e in config["losses"]]
-    class_losses = [s.name for s in specs if s.reduction == "class"]
+    class_losses = [s.name for s in specs if s.output == "per_example"]
     if class_losses and k < 2:
         raise ConfigError(source, "fixed_point.classes",
                           f"expected >= 2 for {class_losses[0]} (a distribution over classes), "
@@ -97,7 +97,7 @@ def make_targets(config: dict[str, Any]) -> np.ndarray:
     fp = config["fixed_point"]
     k = fp["classes"]
     rng = np.random.default_rng(config["seed"])
-    elementwise = all(get_loss(e["name"]).reduction == "elementwise" for e in config["losses"])
+    elementwise = all(get_loss(e["name"]).output == "per_component" for e in config["losses"])
     if elementwise:
         random = rng.uniform(0.02, 0.98, size=(fp["num_targets"], k))
     else:
@@ -107,7 +107,7 @@ def make_targets(config: dict[str, Any]) -> np.ndarray:
 
 
 def _link(spec) -> Any:
-    if spec.link == "softmax" or (spec.link == "none" and spec.reduction == "class"):
+    if spec.link == "softmax" or (spec.link == "none" and spec.output == "per_example"):
         return jax.nn.softmax
     return jax.nn.sigmoid
 
@@ -147,7 +147,7 @@ def solver(spec, params: dict[str, float], config: dict[str, Any]):
 
     project = None
     if direct:
-        if spec.reduction == "class":
+        if spec.output == "per_example":
             project = lambda p: _project_simplex(p, clip)  # noqa: E731
         else:
             project = lambda p: jnp.clip(p, clip, 1 - clip)  # noqa: E731

@@ -41,7 +41,7 @@ def check(config: dict[str, Any], source: str) -> None:
 
     for i, entry in enumerate(config["losses"]):
         spec = get_loss(entry["name"])
-        if spec.reduction != "class":
+        if spec.output != "per_example":
             raise ConfigError(source, f"losses[{i}].name", "expected a loss over classes "
                               f"(softmax link or cross_entropy), got {spec.name}")
     if config["figures"] and set(config["figures"]) - {"convergence"}:

@@ -1,4 +1,4 @@
-"""softxent's losses. Importing this package registers every loss."""
+"""softxent's losses, each a pure function exported with ``export_loss`` (see ``_export``)."""
 
 from ._probability import binary_cross_entropy as binary_cross_entropy
 from ._probability import cross_entropy as cross_entropy

@@ -11,23 +11,18 @@ import jax
 from jax.typing import ArrayLike
 
 from .._numerics import masked_sum, xlog1mp, xlogp
-from .._registry import register_loss
 from ._common import prepare
+from ._export import apply_reduction, export_loss
 
 
-@register_loss(
-    input="probabilities",
-    link="none",
-    reduction="elementwise",
-    summary="the note's H(p, q) = -[q log p + (1-q) log(1-p)], per component",
-    references=("Shannon, A Mathematical Theory of Communication, 1948",),
-)
+@export_loss()
 def binary_cross_entropy(
     probs: ArrayLike,
     targets: ArrayLike,
     *,
     where: ArrayLike | None = None,
     axis: int | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Binary cross-entropy of a predicted probability against a soft target.
 
@@ -45,6 +40,9 @@ def binary_cross_entropy(
       targets: soft targets in [0, 1], same shape.
       where: boolean mask; masked components give 0.
       axis: unused (the loss is elementwise).
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per component.
@@ -63,22 +61,18 @@ def binary_cross_entropy(
         name, probs, targets, None, where, predictions_name="probs"
     )
     loss = -(xlogp(targets, probs) + xlog1mp(1 - targets, probs))
-    return loss if where is None else jax.numpy.where(where, loss, 0)
+    loss = loss if where is None else jax.numpy.where(where, loss, 0)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="probabilities",
-    link="none",
-    reduction="class",
-    summary="categorical cross-entropy -sum q log p of probability vectors",
-    references=("Shannon, A Mathematical Theory of Communication, 1948",),
-)
+@export_loss()
 def cross_entropy(
     probs: ArrayLike,
     targets: ArrayLike,
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Categorical cross-entropy of predicted probabilities.
 
@@ -93,6 +87,9 @@ def cross_entropy(
       targets: soft targets, same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example.
@@ -110,4 +107,4 @@ def cross_entropy(
     probs, targets, axis, where, _ = prepare(
         name, probs, targets, axis, where, predictions_name="probs"
     )
-    return masked_sum(-xlogp(targets, probs), axis, where)
+    return apply_reduction(name, masked_sum(-xlogp(targets, probs), axis, where), reduction)

@@ -13,9 +13,9 @@ from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from .._numerics import softplus
-from .._registry import Param, register_loss
 from .._validation import check_broadcasts_to
 from ._common import as_param, prepare
+from ._export import Param, apply_reduction, export_loss
 
 
 def _times(weight: jax.Array, value: jax.Array) -> jax.Array:
@@ -141,16 +141,11 @@ def _fast_bce_jvp(primals, tangents):
 _fast_bce.defjvp(_fast_bce_jvp, symbolic_zeros=True)
 
 
-@register_loss(
-    input="logits",
-    link="sigmoid",
-    reduction="elementwise",
+@export_loss(
     params=(
         Param("pos_weight", None, 0.0, None, optional=True, doc="weight of the positive term"),
         Param("label_smoothing", 0.0, 0.0, 1.0, doc="pulls every target towards 1/2"),
-    ),
-    summary="binary cross-entropy on sigmoid(x), per component, for soft multi-label targets",
-    references=("Goodfellow, Bengio and Courville, Deep Learning, 2016, section 6.2.2.2",),
+    )
 )
 def sigmoid_binary_cross_entropy(
     logits: ArrayLike,
@@ -160,6 +155,7 @@ def sigmoid_binary_cross_entropy(
     pos_weight: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
     axis: int | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Sigmoid binary cross-entropy with soft targets, elementwise.
 
@@ -180,6 +176,9 @@ def sigmoid_binary_cross_entropy(
       label_smoothing: :math:`\alpha \in [0, 1]`.
       axis: unused (the loss is elementwise); accepted so every registry loss
         takes the same keywords.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per component, the shape of ``logits``.
@@ -198,19 +197,15 @@ def sigmoid_binary_cross_entropy(
     alpha = as_param(label_smoothing, dtype)
     weight = jnp.ones((), dtype) if pos_weight is None else as_param(pos_weight, dtype)
     check_broadcasts_to(name, "pos_weight", weight.shape, logits.shape)
-    return _masked(_fast_bce(logits, targets, weight, alpha), where)
+    loss = _masked(_fast_bce(logits, targets, weight, alpha), where)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="logits",
-    link="sigmoid",
-    reduction="elementwise",
+@export_loss(
     params=(
         Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),
         Param("alpha", None, 0.0, 1.0, optional=True, doc="weight of the positive term"),
-    ),
-    summary="sigmoid focal loss for soft multi-label targets, per component",
-    references=("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",),
+    )
 )
 def sigmoid_focal_loss(
     logits: ArrayLike,
@@ -220,6 +215,7 @@ def sigmoid_focal_loss(
     gamma: ArrayLike = 2.0,
     alpha: ArrayLike | None = None,
     axis: int | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Sigmoid focal loss with soft targets, elementwise.
 
@@ -239,6 +235,9 @@ def sigmoid_focal_loss(
       gamma: :math:`\gamma \ge 0`.
       alpha: optional class-balance weight in [0, 1].
       axis: unused (the loss is elementwise).
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per component.
@@ -264,4 +263,4 @@ def sigmoid_focal_loss(
     if alpha is not None:
         a = as_param(alpha, dtype)
         loss = (a * targets + (1 - a) * (1 - targets)) * loss
-    return _masked(loss, where)
+    return apply_reduction(name, _masked(loss, where), reduction)

@@ -3,6 +3,8 @@
 Shared conventions: ``logits`` and ``targets`` have the same shape; ``axis`` is
 the class axis; ``where`` masks classes out (a masked class takes no part in the
 softmax and its target is ignored; a fully masked row gives 0).
+``reduction`` keeps the per-example values (``"none"``) or returns their mean
+or sum.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from .._numerics import (
     xlogx,
     xlogy,
 )
-from .._registry import Param, register_loss
 from ._common import as_param, prepare
+from ._export import Param, apply_reduction, export_loss
 from ._fused import CROSS_ENTROPY, DISTILLATION, KL, smooth_targets, softmax_target_loss
 
 _SMOOTHING = Param(
@@ -34,16 +36,7 @@ def _cross_entropy_terms(targets: jax.Array, log_probs: jax.Array) -> jax.Array:
     return -xlogy(targets, log_probs)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    params=(_SMOOTHING,),
-    summary="cross-entropy H(q, softmax(z)) with soft targets and optional label smoothing",
-    references=(
-        "Szegedy et al., Rethinking the Inception Architecture, CVPR 2016 (label smoothing)",
-    ),
-)
+@export_loss(params=(_SMOOTHING,))
 def softmax_cross_entropy(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -51,6 +44,7 @@ def softmax_cross_entropy(
     axis: int = -1,
     where: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Softmax cross-entropy against soft targets.
 
@@ -68,6 +62,9 @@ def softmax_cross_entropy(
       axis: the class axis.
       where: boolean mask of kept classes, broadcastable to ``logits``.
       label_smoothing: :math:`\alpha \in [0, 1]`.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example: ``logits`` with ``axis`` removed, in float32 or
@@ -85,7 +82,7 @@ def softmax_cross_entropy(
     """
     name = "softmax_cross_entropy"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
-    return softmax_target_loss(
+    loss = softmax_target_loss(
         _reference_cross_entropy,
         logits,
         targets,
@@ -95,6 +92,7 @@ def softmax_cross_entropy(
         parameter=as_param(label_smoothing, dtype),
         dtype=dtype,
     )
+    return apply_reduction(name, loss, reduction)
 
 
 def _reference_cross_entropy(
@@ -130,19 +128,14 @@ def _reference_distillation(
     return _kl_terms(student / temperature, q, axis, where)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    summary="KL(q || softmax(z)), cross-entropy minus the target's entropy",
-    references=("Kullback and Leibler, On Information and Sufficiency, 1951",),
-)
+@export_loss()
 def kl_divergence(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Kullback-Leibler divergence of the model from the soft target.
 
@@ -158,6 +151,9 @@ def kl_divergence(
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The divergence per example.
@@ -173,22 +169,18 @@ def kl_divergence(
     """
     name = "kl_divergence"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
-    return softmax_target_loss(_reference_kl, logits, targets, axis, where, kind=KL, dtype=dtype)
+    loss = softmax_target_loss(_reference_kl, logits, targets, axis, where, kind=KL, dtype=dtype)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    summary="KL(softmax(z) || q), mode-seeking; infinite where q_i = 0 < p_i",
-    references=("Minka, Divergence measures and message passing, MSR-TR-2005-173",),
-)
+@export_loss()
 def reverse_kl_divergence(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Reverse Kullback-Leibler divergence.
 
@@ -203,6 +195,9 @@ def reverse_kl_divergence(
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The divergence per example.
@@ -220,22 +215,18 @@ def reverse_kl_divergence(
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
     p = jnp.exp(log_p)
-    return masked_sum(xlogy(p, log_p - safe_log(targets)), axis, where)
+    loss = masked_sum(xlogy(p, log_p - safe_log(targets)), axis, where)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    summary="Jensen-Shannon divergence between q and softmax(z), bounded by log 2",
-    references=("Lin, Divergence measures based on the Shannon entropy, IEEE TIT 1991",),
-)
+@export_loss()
 def js_divergence(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Jensen-Shannon divergence (natural log).
 
@@ -252,6 +243,9 @@ def js_divergence(
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The divergence per example.
@@ -274,22 +268,17 @@ def js_divergence(
         targets = jnp.where(where, targets, 0)
     log_m = safe_log(0.5 * (p + targets))
     terms = xlogy(targets, safe_log(targets) - log_m) + xlogy(p, log_p - log_m)
-    return 0.5 * masked_sum(terms, axis, where)
+    return apply_reduction(name, 0.5 * masked_sum(terms, axis, where), reduction)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    summary="Brier score: squared distance between softmax(z) and q",
-    references=("Brier, Verification of forecasts expressed in terms of probability, 1950",),
-)
+@export_loss()
 def brier_score(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Brier score (quadratic proper scoring rule).
 
@@ -301,6 +290,9 @@ def brier_score(
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The score per example.
@@ -317,7 +309,7 @@ def brier_score(
     name = "brier_score"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
     p = jnp.exp(masked_log_softmax(logits, axis, where))
-    return masked_sum(jnp.square(p - targets), axis, where)
+    return apply_reduction(name, masked_sum(jnp.square(p - targets), axis, where), reduction)
 
 
 def _focal_weight(log_p: jax.Array, gamma: jax.Array) -> jax.Array:
@@ -328,17 +320,7 @@ def _focal_weight(log_p: jax.Array, gamma: jax.Array) -> jax.Array:
     return jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_rest, 0)), at_one)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    params=(Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),),
-    summary="softmax focal loss with soft targets, -sum q (1-p)^gamma log p",
-    references=(
-        "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
-        "Charoenphakdee et al., Focal Loss Calibration, CVPR 2021",
-    ),
-)
+@export_loss(params=(Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),))
 def focal_cross_entropy(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -346,6 +328,7 @@ def focal_cross_entropy(
     axis: int = -1,
     where: ArrayLike | None = None,
     gamma: ArrayLike = 2.0,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Softmax focal loss for soft targets.
 
@@ -363,6 +346,9 @@ def focal_cross_entropy(
       axis: the class axis.
       where: boolean mask of kept classes.
       gamma: :math:`\gamma \ge 0`.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example.
@@ -375,21 +361,19 @@ def focal_cross_entropy(
 
     References:
       Lin et al., Focal Loss for Dense Object Detection, ICCV 2017.
+
+      Charoenphakdee et al., Focal Loss Calibration, CVPR 2021.
     """
     name = "focal_cross_entropy"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
     weight = _focal_weight(log_p, as_param(gamma, dtype))
-    return masked_sum(-xlogy(targets * weight, log_p), axis, where)
+    loss = masked_sum(-xlogy(targets * weight, log_p), axis, where)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    params=(Param("epsilon", 2.0, -1.0, None, doc="weight of the first polynomial term"),),
-    summary="Poly-1 loss: cross-entropy + epsilon * sum q (1 - p)",
-    references=("Leng et al., PolyLoss, ICLR 2022",),
+@export_loss(
+    params=(Param("epsilon", 2.0, -1.0, None, doc="weight of the first polynomial term"),)
 )
 def poly1_cross_entropy(
     logits: ArrayLike,
@@ -398,6 +382,7 @@ def poly1_cross_entropy(
     axis: int = -1,
     where: ArrayLike | None = None,
     epsilon: ArrayLike = 2.0,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Poly-1 cross-entropy for soft targets.
 
@@ -413,6 +398,9 @@ def poly1_cross_entropy(
       axis: the class axis.
       where: boolean mask of kept classes.
       epsilon: :math:`\epsilon \ge -1` (below -1 the loss is unbounded below).
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example.
@@ -432,16 +420,13 @@ def poly1_cross_entropy(
     log_p = masked_log_softmax(logits, axis, where)
     p = jnp.exp(log_p)
     terms = -xlogy(targets, log_p) + as_param(epsilon, dtype) * targets * (1 - p)
-    return masked_sum(terms, axis, where)
+    return apply_reduction(name, masked_sum(terms, axis, where), reduction)
 
 
-@register_loss(
-    input="logits",
-    link="softmax",
-    reduction="class",
-    params=(Param("k", 0.7, 0.0, 1.0, low_open=True, doc="exponent; k -> 0 gives cross-entropy"),),
-    summary="generalized cross-entropy sum q (1 - p^k) / k, robust to label noise",
-    references=("Zhang and Sabuncu, Generalized Cross Entropy Loss, NeurIPS 2018",),
+@export_loss(
+    params=(
+        Param("k", 0.7, 0.0, 1.0, low_open=True, doc="exponent; k -> 0 gives cross-entropy"),
+    )
 )
 def generalized_cross_entropy(
     logits: ArrayLike,
@@ -450,6 +435,7 @@ def generalized_cross_entropy(
     axis: int = -1,
     where: ArrayLike | None = None,
     k: ArrayLike = 0.7,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Generalized cross-entropy (the :math:`L_q` loss) for soft targets.
 
@@ -467,6 +453,9 @@ def generalized_cross_entropy(
       axis: the class axis.
       where: boolean mask of kept classes.
       k: the exponent, in (0, 1].
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example.
@@ -485,17 +474,12 @@ def generalized_cross_entropy(
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     k = as_param(k, dtype)
     log_p = masked_log_softmax(logits, axis, where)
-    return masked_sum(targets * (-expm1(k * log_p) / k), axis, where)
+    loss = masked_sum(targets * (-expm1(k * log_p) / k), axis, where)
+    return apply_reduction(name, loss, reduction)
 
 
-@register_loss(
-    input="logits",
-    targets="logits",
-    link="softmax",
-    reduction="class",
-    params=(Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T"),),
-    summary="Hinton's distillation loss T^2 KL(softmax(t/T) || softmax(s/T)); teacher frozen",
-    references=("Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network, 2015",),
+@export_loss(
+    params=(Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T"),)
 )
 def distillation_loss(
     student_logits: ArrayLike,
@@ -504,6 +488,7 @@ def distillation_loss(
     axis: int = -1,
     where: ArrayLike | None = None,
     temperature: ArrayLike = 2.0,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Knowledge-distillation loss with temperature.
 
@@ -522,6 +507,9 @@ def distillation_loss(
       axis: the class axis.
       where: boolean mask of kept classes.
       temperature: :math:`T > 0`.
+      reduction: ``"none"`` returns the loss as described under Returns;
+        ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
+        (the mean of no values is 0).
 
     Returns:
       The loss per example.
@@ -561,4 +549,4 @@ def distillation_loss(
         parameter=temperature,
         dtype=dtype,
     )
-    return temperature**2 * kl
+    return apply_reduction(name, temperature**2 * kl, reduction)

@@ -159,7 +159,7 @@ def _targets(name: str, target: Sequence[float]) -> np.ndarray:
         raise ValueError(f"{name}: target must be a 1-D vector, got shape {q.shape}")
     if np.any(~np.isfinite(q)) or np.any(q < 0) or np.any(q > 1):
         raise ValueError(f"{name}: target entries must be in [0, 1], got {q.tolist()}")
-    if twin(name).reduction == "class":
+    if twin(name).output == "per_example":
         if q.size < 2:
             raise ValueError(f"{name}: a class target needs at least 2 entries, got {q.tolist()}")
         if abs(q.sum() - 1) > 1e-9:
@@ -204,7 +204,7 @@ def is_proper(loss: str, params: Mapping[str, float] | None = None) -> bool:
     if loss in CLOSED_FORMS:
         q = sp.symbols("q1:4", positive=True)
         p_star = CLOSED_FORMS[loss][0](np.array(q, dtype=object), values)
-        if twin(loss).reduction == "class":
+        if twin(loss).output == "per_example":
             p_star = [sp.nsimplify(x) for x in p_star]
             # On the simplex, Σ q = 1: substitute q3 = 1 - q1 - q2.
             constraint = {q[2]: 1 - q[0] - q[1]}
@@ -226,7 +226,7 @@ def stationarity(loss: str, params: Mapping[str, float] | None = None) -> str:
         dphi = sp.simplify(sp.diff(SEPARABLE[loss](_P, values), _P))
         return f"q_i · ({sp.sstr(dphi).replace('p', 'p_i')}) = λ for all i, Σ p_i = 1"
     t = twin(loss)
-    if t.reduction == "elementwise":
+    if t.output == "per_component":
         expr = t.in_probabilities(_P, _Q, values)
         return f"{sp.sstr(sp.simplify(sp.diff(expr, _P)))} = 0"
     return "∂ℓ/∂p_i = λ for all i, Σ p_i = 1"
@@ -282,7 +282,7 @@ def _convexity(loss: str, param_items: tuple[tuple[str, Any], ...]) -> dict[str,
     x = sp.Symbol("x", real=True)
     a, b = sp.symbols("a b", positive=True)
     unit = {_P: 1 / (1 + b), _Q: 1 / (1 + a)}
-    if t.reduction == "elementwise":
+    if t.output == "per_component":
         in_p = t.in_probabilities(_P, _Q, params)
         in_z = t.in_logits(x, _Q, params) if t.input == "logits" else None
     else:
@@ -301,7 +301,7 @@ def _convexity(loss: str, param_items: tuple[tuple[str, Any], ...]) -> dict[str,
     else:
         result["in_z"] = _second_derivative_sign(in_z, x, {x: sp.log(_E), **unit},
                                                  _logit_grid, (x, _Q))
-    if t.reduction == "class":
+    if t.output == "per_example":
         result = {k: v + " [K = 2]" for k, v in result.items()}
     return result
 

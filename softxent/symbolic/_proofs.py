@@ -202,7 +202,7 @@ def _check_closed_form(d: Derivation, name: str) -> None:
 
     t = twin(name)
     params = t.parameters(symbolic=True)
-    if t.reduction == "elementwise":
+    if t.output == "per_component":
         loss = t.in_probabilities(p, q, params)
         p_star = CLOSED_FORMS[name][0](np.array([q], dtype=object), params)[0]
         d.holds(f"{name}: dℓ/dp = 0 at {CLOSED_FORMS[name][1]}",

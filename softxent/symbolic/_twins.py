@@ -160,7 +160,7 @@ class Twin:
     """The SymPy form of one registry loss."""
 
     name: str
-    reduction: str
+    output: str
     link: str
     input: str
     targets: str
@@ -208,7 +208,7 @@ def twin(name: str) -> Twin:
     spec = get_loss(name)
     if name not in _FORMS:
         raise KeyError(f"loss {name!r} has no SymPy twin yet; add one to softxent/symbolic")
-    return Twin(spec.name, spec.reduction, spec.link, spec.input, spec.targets)
+    return Twin(spec.name, spec.output, spec.link, spec.input, spec.targets)
 
 
 def all_twins() -> list[Twin]:

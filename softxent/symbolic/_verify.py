@@ -59,9 +59,9 @@ class Result:
 def _sample(spec: LossSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Predictions and targets, a third of them in the boundary regions."""
     boundary = rng.random(n) < 1 / 3
-    width = K if spec.reduction == "class" else 1
+    width = K if spec.output == "per_example" else 1
     if spec.input == "probabilities":
-        if spec.reduction == "class":
+        if spec.output == "per_example":
             x = rng.dirichlet(np.ones(K), size=n)
             edge = rng.integers(0, K, size=n)
             x[boundary, edge[boundary]] = 1e-6 * rng.random(boundary.sum())
@@ -76,7 +76,7 @@ def _sample(spec: LossSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarra
         x[boundary] = rng.uniform(-50, 50, size=(boundary.sum(), width))
     if spec.targets == "logits":
         t = rng.normal(0, 3, size=(n, width))
-    elif spec.reduction == "class":
+    elif spec.output == "per_example":
         t = np.clip(rng.dirichlet(np.ones(K), size=n), 1e-4, None)
         t = t / t.sum(axis=1, keepdims=True)
     else:
@@ -88,11 +88,11 @@ def _sample(spec: LossSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarra
 def _symbolic_gradient(name: str, param_items: tuple[tuple[str, Any], ...]):
     t: Twin = twin(name)
     params = t.parameters(dict(param_items))
-    width = K if t.reduction == "class" else 1
+    width = K if t.output == "per_example" else 1
     xs = symbols("x", width, real=True)
     ts = symbols("t", width, real=True)
-    args_x = xs if t.reduction == "class" else xs[0]
-    args_t = ts if t.reduction == "class" else ts[0]
+    args_x = xs if t.output == "per_example" else xs[0]
+    args_t = ts if t.output == "per_example" else ts[0]
     if t.input == "probabilities":
         expr = t.in_probabilities(args_x, args_t, params)
     else:
