@@ -5,17 +5,17 @@ import json
 import jax
 import pytest
 
-from softxent import _bench
+from softxent.bench import _losses as speed
 from softxent.cli import main
 
 KEYS = {"loss", "impl", "n", "v", "dtype", "median_s", "temp_bytes", "bound_fraction"}
 
 
 def test_run_case_schema():
-    results = _bench.run_case("softmax_cross_entropy", 8, 16, "float32", 1, 1e10)
-    assert [r.impl for r in results] == list(_bench.IMPLS)
+    results = speed.run_case("softmax_cross_entropy", 8, 16, "float32", 1, 1e10)
+    assert [r.impl for r in results] == list(speed.IMPLS)
     for result in results:
-        row = _bench.as_dict(result)
+        row = speed.as_dict(result)
         assert set(row) == KEYS
         assert row["median_s"] > 0 and row["temp_bytes"] >= 0 and row["bound_fraction"] > 0
 
@@ -23,7 +23,7 @@ def test_run_case_schema():
 def test_interleaved_medians_take_samples_in_turn():
     order = []
     fns = {name: (lambda name=name: order.append(name)) for name in "ab"}
-    medians = _bench.interleaved_medians(fns, repeats=3, min_sample_s=0)
+    medians = speed.interleaved_medians(fns, repeats=3, min_sample_s=0)
     assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
     # two warm-up calls each, then per round one untimed and one timed call of each
     assert order == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3
@@ -32,9 +32,9 @@ def test_interleaved_medians_take_samples_in_turn():
 def test_every_impl_agrees_on_the_value():
     import numpy as np
 
-    for loss in _bench.LOSSES:
-        z, t = _bench.make_inputs(loss, 4, 9, "float32")
-        values = [float(np.mean(_bench.loss_fn(loss, impl)(z, t))) for impl in _bench.IMPLS]
+    for loss in speed.LOSSES:
+        z, t = speed.make_inputs(loss, 4, 9, "float32")
+        values = [float(np.mean(speed.loss_fn(loss, impl)(z, t))) for impl in speed.IMPLS]
         np.testing.assert_allclose(values, values[0], rtol=1e-5)
 
 
@@ -46,15 +46,15 @@ def test_cli_bad_repeats(capsys):
 @pytest.fixture
 def tiny_bench(monkeypatch):
     """`--quick` shrunk to one 4 x 8 float32 case per loss and implementation."""
-    monkeypatch.setattr(_bench, "QUICK_SHAPES", ((4, 8),))
-    monkeypatch.setattr(_bench, "DTYPES", ("float32",))
-    monkeypatch.setattr(_bench, "copy_bandwidth", lambda: 1e10)
+    monkeypatch.setattr(speed, "QUICK_SHAPES", ((4, 8),))
+    monkeypatch.setattr(speed, "DTYPES", ("float32",))
+    monkeypatch.setattr(speed, "copy_bandwidth", lambda: 1e10)
 
 
 def test_cli_json_quick(capsys, tiny_bench):
     assert main(["bench", "--quick", "--json", "--repeats", "1"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(_bench.LOSSES) * len(_bench.IMPLS)
+    assert len(rows) == len(speed.LOSSES) * len(speed.IMPLS)
     assert all(set(r) == KEYS for r in rows)
 
 
@@ -69,11 +69,11 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
         "softmax_cross_entropy": jax.nn.softmax(jax.random.normal(key_o, (10, 12)), axis=-1),
         "distillation_loss": jax.random.normal(key_o, (10, 6)),
     }
-    for loss in _bench.LARGE_VOCAB_LOSSES:
+    for loss in speed.LARGE_VOCAB_LOSSES:
         results = [
-            jax.value_and_grad(_bench.large_vocab_fn(loss, impl, 4), argnums=(0, 1))(
+            jax.value_and_grad(speed.large_vocab_fn(loss, impl, 4), argnums=(0, 1))(
                 hidden, weight, others[loss])
-            for impl in _bench.LARGE_VOCAB_IMPLS
+            for impl in speed.LARGE_VOCAB_IMPLS
         ]
         for got in results[1:]:
             for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(results[0]), strict=True):
@@ -85,7 +85,7 @@ def test_cli_large_vocab_json(capsys):
                  "--repeats", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["loss"], r["impl"]) for r in rows] == [
-        (loss, impl) for loss in _bench.LARGE_VOCAB_LOSSES for impl in _bench.LARGE_VOCAB_IMPLS]
+        (loss, impl) for loss in speed.LARGE_VOCAB_LOSSES for impl in speed.LARGE_VOCAB_IMPLS]
     for row in rows:
         assert (row["n"], row["d"], row["v"], row["chunk_size"]) == (8, 4, 16, 3)
         assert row["median_s"] > 0 and row["peak_bytes"] >= row["temp_bytes"] >= 0
@@ -103,18 +103,18 @@ def test_cli_large_vocab_bad_arguments(capsys):
 
 
 def test_cli_one_shape(capsys, monkeypatch):
-    monkeypatch.setattr(_bench, "copy_bandwidth", lambda: 1e10)
+    monkeypatch.setattr(speed, "copy_bandwidth", lambda: 1e10)
     assert main(["bench", "--shape", "3,5", "--dtype", "float32", "--repeats", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(_bench.LOSSES) * len(_bench.IMPLS)
+    assert len(rows) == len(speed.LOSSES) * len(speed.IMPLS)
     assert {(r["n"], r["v"], r["dtype"]) for r in rows} == {(3, 5, "float32")}
 
 
 def test_cli_markdown_quick(capsys, tiny_bench):
     assert main(["bench", "--quick", "--markdown", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 + len(_bench.LOSSES)
-    for line, loss in zip(lines[2:], _bench.LOSSES, strict=True):
+    assert len(lines) == 2 + len(speed.LOSSES)
+    for line, loss in zip(lines[2:], speed.LOSSES, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[:3] == [loss, "4x8", "float32"] and float(cells[6]) > 0
 
@@ -126,7 +126,7 @@ def test_markdown_puts_the_implementations_side_by_side():
         for impl, seconds, temp in [("optax", 0.003, 2**21), ("softxent", 0.002, 2**20),
                                     ("naive", 0.004, 0)]
     ]
-    assert _bench.markdown(rows).splitlines()[2] == (
+    assert speed.markdown(rows).splitlines()[2] == (
         "| kl_divergence | 4x8 | bfloat16 | 3.0 | 2.0 | 4.0 | 1.50 | 2 / 1 | 25 |")
 
 

@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 import scipy.io
 
+from softxent.bench import _ldl as ldl_bench
+from softxent.bench import cross_validate, cross_validate_peer, fold_assignment
+from softxent.bench._ldl import _standardisation, softmax_loss
 from softxent.cli import main as cli
-from softxent.ldl import (
-    LDLData,
-    LDLDataError,
-    _benchmark,
-    cross_validate,
-    cross_validate_peer,
-    fold_assignment,
-    load_mat,
-    score,
-)
+from softxent.ldl import LDLData, LDLDataError, load_mat, score
 from softxent.ldl import _metrics as metrics
-from softxent.ldl._benchmark import _standardisation, softmax_loss
 from softxent.ldl._models import (
     SPARSE_BELOW,
     bcoo_features,
@@ -231,8 +224,8 @@ def test_shared_sjaffe_in_the_expected_range():
 
 
 def test_markdown_prints_published_figures_with_their_source():
+    from softxent.bench import PUBLISHED
     from softxent.cli._ldl import _markdown
-    from softxent.ldl._published import PUBLISHED
 
     metrics = {m: {"mean": 0.5, "std": 0.1} for m in
                ("chebyshev", "clark", "canberra", "kl", "cosine", "intersection")}
@@ -262,14 +255,14 @@ def test_l2_auto_regularises_where_the_unregularised_fit_overfits():
     data = _overfitting_data()
     auto = cross_validate(data, folds=3, max_iter=200, l2="auto")
     plain = cross_validate(data, folds=3, max_iter=200)
-    assert len(auto["l2"]) == 3 and all(v in _benchmark.L2_GRID for v in auto["l2"])
+    assert len(auto["l2"]) == 3 and all(v in ldl_bench.L2_GRID for v in auto["l2"])
     assert min(auto["l2"]) >= 0.1  # the strong end of the grid for 60 noise features
     assert auto["metrics"]["kl"]["mean"] < plain["metrics"]["kl"]["mean"]
 
 
 def test_l2_auto_with_one_candidate_is_that_fixed_penalty(monkeypatch):
     data = _overfitting_data()
-    monkeypatch.setattr(_benchmark, "L2_GRID", (1e-3,))
+    monkeypatch.setattr(ldl_bench, "L2_GRID", (1e-3,))
     auto = cross_validate(data, folds=3, max_iter=50, l2="auto")
     fixed = cross_validate(data, folds=3, max_iter=50, l2=1e-3, standardize=True)
     assert auto["l2"] == [1e-3] * 3 and fixed["l2"] == 1e-3
@@ -287,9 +280,9 @@ def test_l2_auto_never_sees_the_test_rows(monkeypatch):
         calls.append(labels)
         return score(labels, predicted)
 
-    monkeypatch.setattr(_benchmark, "score", recording_score)
+    monkeypatch.setattr(ldl_bench, "score", recording_score)
     cross_validate(data, folds=3, max_iter=20, l2="auto")
-    grid = len(_benchmark.L2_GRID)
+    grid = len(ldl_bench.L2_GRID)
     assert len(calls) == 3 * grid + 3  # the choice, then the three test folds
     fold = fold_assignment(data.n, 3, seed=0)
     row_index = {row.tobytes(): i for i, row in enumerate(data.labels)}

@@ -1,8 +1,10 @@
 """The ``softxent`` command line.
 
 Each subcommand lives in its own module ``softxent/cli/_<name>.py`` exposing
-``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Modules keep heavy
-imports (SymPy, matplotlib) inside ``run`` so ``softxent --help`` stays fast.
+``HELP``, ``add_arguments(parser)``, ``run(args) -> int`` and optionally ``NEEDS``,
+the optional modules it imports with the extra that installs each. Modules keep
+heavy imports (SymPy, matplotlib) inside ``run`` so ``softxent --help`` stays
+fast; a missing extra is reported in one line with the pip command, exit 2.
 """
 
 from __future__ import annotations
@@ -44,15 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(run=module.run, needs=getattr(module, "NEEDS", ()))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``softxent`` and ``python -m softxent``; returns the exit code."""
+    from .._optional import MissingExtra, missing_extra, require
+
     args = build_parser().parse_args(argv)
     try:
+        for module, extra in args.needs:
+            require(module, extra, "this command")
         return int(args.run(args) or 0)
+    except MissingExtra as error:
+        print(f"softxent {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        missing = missing_extra(error, "this command")
+        if missing is None:
+            raise
+        print(f"softxent {args.command}: {missing}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

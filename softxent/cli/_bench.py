@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 HELP = "benchmark the losses against optax and a naive implementation"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("optax", "bench"),)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +61,11 @@ def _parse_shape(text: str, names: str) -> tuple[int, ...]:
 
 
 def _run_large_vocab(args: argparse.Namespace) -> int:
-    from .. import _bench
+    from ..bench import _losses as speed
 
     try:
         shape = (
-            _bench.LARGE_VOCAB_SHAPE if args.shape is None else _parse_shape(args.shape, "N,D,V")
+            speed.LARGE_VOCAB_SHAPE if args.shape is None else _parse_shape(args.shape, "N,D,V")
         )
     except ValueError as error:
         print(f"softxent bench: {error}", file=sys.stderr)
@@ -75,13 +77,13 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
         print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
         print(f"{'loss':24} {'impl':11} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
               f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
-    for item in _bench.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
+    for item in speed.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
         rows.append(item)
         if table:
             print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
                   f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
                   f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
-    _print_rows(args, [_bench.as_dict(r) for r in rows])
+    _print_rows(args, [speed.as_dict(r) for r in rows])
     return 0
 
 
@@ -99,16 +101,16 @@ def _is_large_vocab(rows: list[dict[str, Any]]) -> bool:
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
-    from .. import _bench
+    from ..bench import _losses as speed
 
     if _is_large_vocab(rows):
-        return _bench.large_vocab_markdown(rows)
-    return _bench.markdown(rows)
+        return speed.large_vocab_markdown(rows)
+    return speed.markdown(rows)
 
 
 def _read_saved(path: str) -> list[dict[str, Any]]:
     """Rows of a saved ``--json`` output, or ValueError naming the file and the problem."""
-    from .. import _bench
+    from ..bench import _losses as speed
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -120,7 +122,7 @@ def _read_saved(path: str) -> list[dict[str, Any]]:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"--from-json: {path} must hold a non-empty JSON list of objects "
                          "as `softxent bench --json` prints it")
-    kind = _bench.LargeVocabResult if _is_large_vocab(rows) else _bench.Result
+    kind = speed.LargeVocabResult if _is_large_vocab(rows) else speed.Result
     expected = set(kind.__dataclass_fields__)
     for index, row in enumerate(rows):
         if set(row) != expected:
@@ -147,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.large_vocab:
         return _run_large_vocab(args)
-    from .. import _bench
+    from ..bench import _losses as speed
 
-    shapes = _bench.QUICK_SHAPES if args.quick else _bench.FULL_SHAPES
+    shapes = speed.QUICK_SHAPES if args.quick else speed.FULL_SHAPES
     if args.shape is not None:
         if args.quick:
             print("softxent bench: give --quick or --shape, not both", file=sys.stderr)
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
-    for item in _bench.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
+    for item in speed.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
         if isinstance(item, float):
             if not table:  # stdout stays pure JSON / Markdown
                 print(f"copy bandwidth: {item / 1e9:.2f} GB/s", file=sys.stderr)
@@ -191,5 +193,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{100 * item.bound_fraction:7.1f}",
                 flush=True,
             )
-    _print_rows(args, [_bench.as_dict(r) for r in rows])
+    _print_rows(args, [speed.as_dict(r) for r in rows])
     return 0

@@ -14,6 +14,8 @@ import json
 import sys
 
 HELP = "minimiser, properness, bias, inverse map and convexity of every loss"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("sympy", "symbolic"), ("mpmath", "symbolic"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

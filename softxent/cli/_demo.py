@@ -7,6 +7,8 @@ import argparse
 import math
 
 HELP = "a short demonstration of the losses (part of `make run`)"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("optax", "experiments"),)
 
 DISTRIBUTION = (0.3, 0.5, 0.2)
 MULTILABEL = (0.9, 0.6, 0.2)

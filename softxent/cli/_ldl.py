@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 HELP = "label-distribution-learning benchmark (LDL datasets, six measures, peer timing)"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("scipy", "ldl"), ("optax", "ldl"))
 
 ARROWS = {"chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Canberra ↓",
           "kl": "KL ↓", "cosine": "Cosine ↑", "intersection": "Intersection ↑"}
@@ -57,8 +59,8 @@ def _fail(message: str) -> int:
 
 
 def _evaluate(path: Path, args: argparse.Namespace) -> dict:
-    from ..ldl import cross_validate, cross_validate_peer, load_mat
-    from ..ldl._published import PUBLISHED
+    from ..bench import PUBLISHED, cross_validate, cross_validate_peer
+    from ..ldl import load_mat
 
     data = load_mat(path, normalize=args.normalize)
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
@@ -81,7 +83,7 @@ def _row(name: str, method: str, metrics: dict, seconds: str, digits: int = 4) -
 
 
 def _markdown(results: list[dict], skipped: list[str]) -> str:
-    from ..ldl._published import PUBLISHED
+    from ..bench import PUBLISHED
 
     header = "| dataset | method | " + " | ".join(ARROWS.values()) + " | seconds |"
     lines = [header, "|" + "---|" * (len(ARROWS) + 3)]
@@ -106,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from .._registry import get_loss
+    from ..bench import softmax_loss
     from ..ldl import LDLDataError
-    from ..ldl._benchmark import softmax_loss
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)

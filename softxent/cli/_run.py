@@ -12,6 +12,8 @@ import argparse
 import sys
 
 HELP = "run an experiment config (fixed-point or model runs with optax)"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("optax", "experiments"), ("matplotlib", "experiments"), ("tqdm", "experiments"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,8 @@ import sys
 import time
 
 HELP = "check the JAX gradients against the symbolic ones (exit 1 on a mismatch)"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("sympy", "symbolic"), ("mpmath", "symbolic"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from .._optional import require
+
+optax = require("optax", "experiments", "softxent.experiments")
 
 
 def make(name: str, learning_rate: float, schedule: str = "constant",

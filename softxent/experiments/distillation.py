@@ -21,9 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import ConfigError, Field, at_least
+from ._networks import mlp_init, mlp_logits
 from ._results import Result
-from .model import _apply as _logits
-from .model import _mlp_init as _init
 
 MODELS = ("teacher", "student_hard", "student_distilled")
 MEASURES = ("accuracy", "nll", "ece", "kl_to_teacher")
@@ -58,12 +57,10 @@ def check(config: dict[str, Any], source: str) -> None:
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 1,797 8×8 digits bundled with scikit-learn, scaled to [0, 1]."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError:
-        raise ImportError("the distillation experiment needs scikit-learn: "
-                          "pip install 'softxent[examples]'") from None
-    digits = sklearn_digits()
+    from .._optional import require
+
+    datasets = require("sklearn.datasets", "examples", "the distillation experiment")
+    digits = datasets.load_digits()
     return digits.data.astype(np.float64) / 16.0, digits.target.astype(np.int64)
 
 
@@ -91,7 +88,9 @@ def _measures(logits, teacher_logits, labels, bins):
 
 
 def train(config: dict[str, Any], progress: bool = False) -> Result:
-    import optax
+    from .._optional import require
+
+    optax = require("optax", "experiments", "the distillation experiment")
 
     import softxent
 
@@ -123,7 +122,7 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
         tx = optimizer()
 
         def accuracy(params, _value):
-            return jnp.mean((jnp.argmax(_logits(params, x_test), -1) == y_test).astype(dtype))
+            return jnp.mean((jnp.argmax(mlp_logits(params, x_test), -1) == y_test).astype(dtype))
 
         step = _optim.step_fn(tx, objective, lbfgs=False)
         return _optim.run_in_blocks(step, params, tx.init(params), block=block, blocks=blocks,
@@ -138,26 +137,27 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
         student_sizes = [x.shape[1], cfg["student_hidden"], classes]
 
         def hard(params):
-            return jnp.mean(softxent.softmax_cross_entropy(_logits(params, x_train), hot))
+            return jnp.mean(softxent.softmax_cross_entropy(mlp_logits(params, x_train), hot))
 
-        teacher, teacher_curve = fit(_init(k_teacher, teacher_sizes, dtype), hard, x_test, y_test)
-        teacher_train = jax.lax.stop_gradient(_logits(teacher, x_train))
+        teacher_init = mlp_init(k_teacher, teacher_sizes, dtype)
+        teacher, teacher_curve = fit(teacher_init, hard, x_test, y_test)
+        teacher_train = jax.lax.stop_gradient(mlp_logits(teacher, x_train))
 
         def distilled(params):
-            logits = _logits(params, x_train)
+            logits = mlp_logits(params, x_train)
             soft = softxent.distillation_loss(logits, teacher_train, temperature=temperature)
             return (hard_weight * jnp.mean(softxent.softmax_cross_entropy(logits, hot))
                     + (1 - hard_weight) * jnp.mean(soft))
 
-        student_hard, hard_curve = fit(_init(k_student_hard, student_sizes, dtype), hard,
+        student_hard, hard_curve = fit(mlp_init(k_student_hard, student_sizes, dtype), hard,
                                        x_test, y_test)
         # The same initialisation for both students, so only the targets differ.
-        student_kd, kd_curve = fit(_init(k_student_hard, student_sizes, dtype), distilled,
+        student_kd, kd_curve = fit(mlp_init(k_student_hard, student_sizes, dtype), distilled,
                                    x_test, y_test)
         del k_student_kd
-        teacher_test = _logits(teacher, x_test)
+        teacher_test = mlp_logits(teacher, x_test)
         measures = {
-            name: _measures(_logits(p, x_test), teacher_test, y_test, cfg["ece_bins"])
+            name: _measures(mlp_logits(p, x_test), teacher_test, y_test, cfg["ece_bins"])
             for name, p in zip(MODELS, (teacher, student_hard, student_kd), strict=True)
         }
         curves = {"teacher": teacher_curve, "student_hard": hard_curve,
@@ -196,10 +196,9 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
 
 
 def figures(result: Result, folder) -> list[str]:
-    import matplotlib
+    from .figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps, curves, summary = (result.arrays[k] for k in ("steps", "curves", "summary"))
     fig, axes = plt.subplots(1, 1 + len(MEASURES), figsize=(4 * (1 + len(MEASURES)), 3.4))

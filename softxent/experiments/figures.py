@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (the ``experiments`` extra)."""
+    from .._optional import require
 
+    matplotlib = require("matplotlib", "experiments", "the experiment figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -34,7 +36,7 @@ def draw(result, folder: str | Path) -> list[str]:
 
 
 def convergence(result, folder: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     steps = result.arrays["steps"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = False
@@ -72,7 +74,7 @@ def _barycentric(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def simplex(result, folder: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     items = list(result.arrays["losses"].items())
     cols = min(3, len(items))
     rows = -(-len(items) // cols)
@@ -108,7 +110,7 @@ def gradients(result, folder: Path) -> list[str]:
 
     from .. import get_loss
 
-    plt = _pyplot()
+    plt = pyplot()
     bce = get_loss("binary_cross_entropy").fn
     sbce = get_loss("sigmoid_binary_cross_entropy").fn
     eps = np.logspace(-8, np.log10(0.5), 200)
@@ -141,7 +143,7 @@ def surface(result, folder: Path, frames: int = 36) -> list[str]:
 
     from .. import get_loss
 
-    plt = _pyplot()
+    plt = pyplot()
     grid = np.linspace(0.01, 0.99, 60)
     P, Q = np.meshgrid(grid, grid)
     H = np.asarray(get_loss("binary_cross_entropy").fn(jnp.asarray(P), jnp.asarray(Q)))

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import ConfigError, Field, at_least, one_of, positive
+from ._progress import progress as show_progress
 from ._results import Result
 
 SCHEMA: dict[str, Any] = {
@@ -200,7 +201,7 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
     summary: dict[str, dict[str, Any]] = {}
     arrays: dict[str, Any] = {"targets": targets, "steps": steps, "losses": {}}
     entries = config["losses"]
-    bar = _progress(entries, progress)
+    bar = show_progress(entries, progress)
     for entry in bar:
         spec = get_loss(entry["name"])
         params = {k_: float(v) for k_, v in entry["params"].items()}
@@ -254,16 +255,6 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
         }
     return Result(config=config, metrics=metrics, summary=summary, arrays=arrays,
                   devices=[str(d) for d in devices])
-
-
-def _progress(items, enabled: bool):
-    if not enabled:
-        return items
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc="losses", unit="loss", disable=not sys.stdout.isatty(), leave=False)
 
 
 def figures(result: Result, folder) -> list[str]:

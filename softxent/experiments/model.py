@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import ConfigError, Field, at_least, one_of, positive
+from ._networks import mlp_init, mlp_logits
+from ._progress import progress as show_progress
 from ._results import Result
 
 SCHEMA: dict[str, Any] = {
@@ -49,22 +51,6 @@ def check(config: dict[str, Any], source: str) -> None:
                           f"got {config['figures']!r}")
 
 
-def _mlp_init(key, sizes, dtype):
-    params = []
-    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:], strict=False),
-                         strict=True):
-        w = jax.random.normal(k, (m, n), dtype=dtype) / jnp.sqrt(jnp.asarray(m, dtype=dtype))
-        params.append((w, jnp.zeros((n,), dtype=dtype)))
-    return params
-
-
-def _apply(params, x):
-    for w, b in params[:-1]:
-        x = jnp.tanh(x @ w + b)
-    w, b = params[-1]
-    return x @ w + b
-
-
 def _kl(q, logits):
     log_p = jax.nn.log_softmax(logits, axis=-1)
     terms = jnp.where(q > 0, q * (jnp.log(jnp.where(q > 0, q, 1)) - log_p), 0)
@@ -74,7 +60,7 @@ def _kl(q, logits):
 def train(config: dict[str, Any], progress: bool = False) -> Result:
     from .. import get_loss
     from . import _devices, _optim
-    from .fixed_point import _progress
+
 
     m, opt = config["model"], config["optimizer"]
     dtype = _devices.use_dtype(config["dtype"])
@@ -83,25 +69,25 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
     k_gen, k_train, k_test, k_init = jax.random.split(key, 4)
     d, k = m["inputs"], m["classes"]
     gen_sizes = [d, k] if m["generator"] == "linear" else [d, m["generator_hidden"], k]
-    generator = _mlp_init(k_gen, gen_sizes, dtype)
+    generator = mlp_init(k_gen, gen_sizes, dtype)
     generator = [(2.0 * w, b) for w, b in generator]  # sharper than the init scale
     x_train = jax.random.normal(k_train, (m["train_size"], d), dtype=dtype)
     x_test = jax.random.normal(k_test, (m["test_size"], d), dtype=dtype)
     temp = jnp.asarray(m["temperature"], dtype=dtype)
-    q_train = jax.nn.softmax(_apply(generator, x_train) / temp)
-    q_test = jax.nn.softmax(_apply(generator, x_test) / temp)
+    q_train = jax.nn.softmax(mlp_logits(generator, x_train) / temp)
+    q_test = jax.nn.softmax(mlp_logits(generator, x_test) / temp)
     sizes = [d, k] if m["architecture"] == "linear" else [d, m["hidden"], k]
-    init = _mlp_init(k_init, sizes, dtype)
+    init = mlp_init(k_init, sizes, dtype)
     blocks, block = opt["steps"] // opt["log_every"], opt["log_every"]
     steps = np.arange(0, opt["steps"] + 1, opt["log_every"])
 
     metrics, summary, curves = [], {}, {}
-    for entry in _progress(config["losses"], progress):
+    for entry in show_progress(config["losses"], progress):
         spec = get_loss(entry["name"])
         params = {a: float(b) for a, b in entry["params"].items()}
 
         def objective(theta, spec=spec, params=params):
-            logits = _apply(theta, x_train)
+            logits = mlp_logits(theta, x_train)
             if spec.targets == "logits":
                 teacher = jnp.log(jnp.maximum(q_train, jnp.finfo(dtype).tiny))
                 return jnp.mean(spec.fn(logits, teacher, **params))
@@ -114,7 +100,8 @@ def train(config: dict[str, Any], progress: bool = False) -> Result:
 
         def fit(theta, step=step, objective=objective, optimizer=optimizer):
             def log(th, value):
-                return value, _kl(q_train, _apply(th, x_train)), _kl(q_test, _apply(th, x_test))
+                train_kl = _kl(q_train, mlp_logits(th, x_train))
+                return value, train_kl, _kl(q_test, mlp_logits(th, x_test))
 
             first = log(theta, objective(theta))
             _, logs = _optim.run_in_blocks(step, theta, optimizer.init(theta), block=block,

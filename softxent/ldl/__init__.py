@@ -1,11 +1,10 @@
-"""Label distribution learning: datasets, the six LDL measures, models and the benchmark.
+"""Label distribution learning: datasets, the six LDL measures and the models.
 
-Imports SciPy (for reading ``.mat`` files); ``import softxent`` does not import this.
+Needs the ``ldl`` extra (SciPy reads the ``.mat`` files; the models train with
+optax); ``import softxent`` does not import this. The cross-validated benchmark
+and its SciPy peer are in :mod:`softxent.bench`.
 """
 
-from ._benchmark import cross_validate as cross_validate
-from ._benchmark import cross_validate_peer as cross_validate_peer
-from ._benchmark import fold_assignment as fold_assignment
 from ._data import LDLData as LDLData
 from ._data import LDLDataError as LDLDataError
 from ._data import load_mat as load_mat

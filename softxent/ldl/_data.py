@@ -57,14 +57,16 @@ def load_mat(path: str | Path, *, normalize: bool = False,
     Raises:
       LDLDataError: naming the file, the problem and the first offending row.
     """
-    import scipy.io
+    from .._optional import require
+
+    scipy_io = require("scipy.io", "ldl", "reading LDL .mat files")
 
     path = Path(path)
     name = path.stem
     if not path.is_file():
         raise LDLDataError(f"{path}: no such file")
     try:
-        contents = scipy.io.loadmat(str(path))
+        contents = scipy_io.loadmat(str(path))
     except NotImplementedError:
         raise LDLDataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; "
                            "save it with -v7 or scipy.io.savemat") from None

@@ -17,11 +17,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
 from jax.experimental import sparse
 
+from .._optional import require
 from .._registry import LossSpec
+
+optax = require("optax", "ldl", "softxent.ldl")
 
 # optax's L-BFGS and Adam mix int32 and int64 counters internally, which strict
 # dtype promotion (the test suite's setting) rejects; only their updates are

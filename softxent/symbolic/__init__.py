@@ -1,8 +1,10 @@
 """Symbolic verification: SymPy twins of the losses, checked derivations, the catalogue.
 
-Importing this subpackage imports SymPy; ``import softxent`` does not.
+Importing this subpackage imports SymPy and mpmath (the ``symbolic`` extra);
+``import softxent`` does not.
 """
 
+from . import _requirements  # noqa: F401  (first: a missing extra is named before use)
 from ._catalogue import CLOSED_FORMS as CLOSED_FORMS
 from ._catalogue import INVERSE_MAPS as INVERSE_MAPS
 from ._catalogue import is_proper as is_proper

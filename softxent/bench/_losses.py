@@ -67,7 +67,9 @@ def _naive(loss: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
 
 
 def _optax(loss: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    import optax
+    from .._optional import require
+
+    optax = require("optax", "bench", "the optax baseline")
 
     def f32(x: jax.Array) -> jax.Array:
         return x.astype(jnp.float32)

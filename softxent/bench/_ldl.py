@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._registry import LossSpec, get_loss
-from ._data import LDLData
-from ._metrics import MEASURES, score
+from ..ldl import MEASURES, LDLData, score
 
 
 def fold_assignment(n: int, folds: int, seed: int) -> np.ndarray:
@@ -70,7 +69,7 @@ def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, 
     the remaining fifth. Test rows are never seen."""
     import jax.numpy as jnp
 
-    from ._models import maxent_logits
+    from ..ldl._models import maxent_logits
 
     x, targets, _, mean, scale = arrays
     inner = np.empty_like(fold)
@@ -123,7 +122,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     import jax
     import jax.numpy as jnp
 
-    from ._models import MODELS, bcoo_features, fit_maxent, fit_mlp, sparse_pays
+    from ..ldl._models import MODELS, bcoo_features, fit_maxent, fit_mlp, sparse_pays
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
@@ -177,7 +176,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
 
 def cross_validate_peer(data: LDLData, *, folds: int = 10, seed: int = 0) -> dict[str, Any]:
     """The same folds, fitted by the SciPy SA-BFGS peer exactly as PyLDL runs it."""
-    from ._peer import fit_sa_bfgs, predict_sa_bfgs
+    from ._ldl_peer import fit_sa_bfgs, predict_sa_bfgs
 
     start = time.perf_counter()
     fold = fold_assignment(data.n, folds, seed)

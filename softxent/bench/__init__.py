@@ -1,0 +1,14 @@
+"""Research tooling: the speed bench of the losses and the LDL benchmark.
+
+``_losses`` times softxent's losses against optax and a naive form (``softxent
+bench``); ``_ldl`` cross-validates softxent's LDL models and the SciPy SA-BFGS
+peer (``_ldl_peer``) on an LDL dataset, printed beside the published figures
+(``_published``) by ``softxent ldl``. The speed bench needs the ``bench`` extra
+and the LDL benchmark the ``ldl`` extra.
+"""
+
+from ._ldl import cross_validate as cross_validate
+from ._ldl import cross_validate_peer as cross_validate_peer
+from ._ldl import fold_assignment as fold_assignment
+from ._ldl import softmax_loss as softmax_loss
+from ._published import PUBLISHED as PUBLISHED
