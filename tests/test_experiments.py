@@ -116,7 +116,7 @@ def test_failed_run_leaves_no_complete_looking_folder(tiny, tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         _results.write(result, out, broken_figures)
     assert list(out.iterdir()) == []
-    path = _results.write(result, out, None)  # and a good write still works
+    path = _results.write(result, out, None)  # and a good write then succeeds
     assert [p.name for p in out.iterdir()] == [path.name]
 
 

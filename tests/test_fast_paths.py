@@ -262,8 +262,8 @@ def _check_mean_step(fast, slow, logits, targets, grad_atol=1e-6):
 @pytest.mark.parametrize(("name", "ref", "kw"), CASES)
 def test_large_arrays_match_the_reference_with_no_full_size_temporary(name, ref, kw):
     """From 2^21 entries the CPU computes the row statistics a block of rows
-    at a time; the compiled step then keeps no N x V temporary (before, XLA wrote
-    one for each reduction's input)."""
+    at a time; the compiled step then keeps no N x V temporary (computed whole,
+    XLA writes one for each reduction's input)."""
     rng = np.random.default_rng(3)
     shape = (4, 100, 10_000)  # 4M entries: 400 rows in blocks of 26 (the last overlaps)
     z = jnp.asarray(rng.normal(size=shape) * 3, jnp.float32)
@@ -286,8 +286,8 @@ def test_large_arrays_match_the_reference_with_no_full_size_temporary(name, ref,
 )
 def test_sigmoid_bce_mean_step_keeps_no_full_size_temporary(dtype, kw):
     """The caller's mean of sigmoid BCE fuses with the loss: the compiled step keeps
-    no N x V temporary on the CPU (before, XLA wrote three float32 ones, five for
-    bfloat16 inputs), and its value and gradient are the reference's."""
+    no N x V temporary on the CPU (the plain form makes XLA write three float32
+    ones, five for bfloat16 inputs), and its value and gradient are the reference's."""
     rng = np.random.default_rng(5)
     shape = (64, 2048)
     z = jnp.asarray(rng.normal(size=shape) * 4, dtype)
@@ -356,7 +356,7 @@ def test_distillation_derivative_in_the_temperature_matches_reference(masked):
 
 
 @pytest.mark.usefixtures("statistics_path")
-def test_a_parameter_per_row_broadcasts_as_before():
+def test_a_parameter_of_shape_n_by_1_is_one_value_per_row():
     """A temperature or a smoothing of shape [N, 1] is one value per row."""
     z, q, _ = _inputs(jnp.float32, False)
     z = jnp.where(jnp.isfinite(z), z, 0)

@@ -10,6 +10,8 @@ import argparse
 import sys
 
 HELP = "print the symbolic derivations (every step checked by SymPy)"
+# The optional modules this command needs, with the extra that installs each.
+NEEDS = (("sympy", "symbolic"), ("mpmath", "symbolic"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..symbolic._proofs import PROOFS
+    from ..symbolic._proofs import PROOFS, print_proofs
 
     if args.all == bool(args.name):
         print(f"softxent prove: give one proof name or --all (proofs: {', '.join(PROOFS)})",
@@ -31,19 +33,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"softxent prove: unknown proof {unknown[0]!r} (proofs: {', '.join(PROOFS)})",
               file=sys.stderr)
         return 2
-    return prove(names, args.format)
-
-
-def prove(names: list[str], fmt: str) -> int:
-    """Render each proof; a step that does not check ends the run with exit 1."""
-    from ..symbolic import StepFailed
-    from ..symbolic._proofs import PROOFS
-
-    for name in names:
-        try:
-            text = PROOFS[name]().render(fmt)
-        except StepFailed as failure:
-            print(f"FAILED: {failure}", file=sys.stderr)
-            return 1
-        print(text)
-    return 0
+    return print_proofs(names, args.format)

@@ -267,21 +267,31 @@ PROOFS: dict[str, Callable[[], Derivation]] = {
 __all__ = ["PROOFS", "StepFailed", "log_lemma"]
 
 
-def script_main(names: list[str], argv: list[str] | None = None) -> int:
-    """Entry point of the scripts in proofs/: print the derivation(s), exit 1 on a failed step."""
-    import argparse
+def print_proofs(names: list[str], fmt: str = "text") -> int:
+    """Print each derivation in ``fmt``; a step that does not check prints FAILED, returns 1.
+
+    The one entry point of ``softxent prove`` and of the scripts in proofs/.
+    """
     import sys
+
+    for name in names:
+        try:
+            text = PROOFS[name]().render(fmt)
+        except StepFailed as failure:
+            print(f"FAILED: {failure}", file=sys.stderr)
+            return 1
+        print(text)
+    return 0
+
+
+def script_main(names: list[str], argv: list[str] | None = None) -> int:
+    """The scripts in proofs/: ``--latex`` or ``--markdown`` chooses the format of
+    :func:`print_proofs`."""
+    import argparse
 
     parser = argparse.ArgumentParser(description=f"Print the checked derivation(s): {names}")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--latex", action="store_true", help="LaTeX instead of text")
     group.add_argument("--markdown", action="store_true", help="Markdown instead of text")
     args = parser.parse_args(argv)
-    fmt = "latex" if args.latex else "markdown" if args.markdown else "text"
-    for name in names:
-        try:
-            print(PROOFS[name]().render(fmt))
-        except StepFailed as failure:
-            print(f"FAILED: {failure}", file=sys.stderr)
-            return 1
-    return 0
+    return print_proofs(names, "latex" if args.latex else "markdown" if args.markdown else "text")
