@@ -5,7 +5,7 @@ import json
 import jax
 import pytest
 
-from softxent.bench import _losses as speed
+from softxent.bench import speed
 from softxent.cli import main
 
 KEYS = {"loss", "impl", "n", "v", "dtype", "median_s", "temp_bytes", "bound_fraction"}

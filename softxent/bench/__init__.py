@@ -1,9 +1,9 @@
 """Research tooling: the speed bench of the losses and the LDL benchmark.
 
-``_losses`` times softxent's losses against optax and a naive form (``softxent
-bench``); ``_ldl`` cross-validates softxent's LDL models and the SciPy SA-BFGS
-peer (``_ldl_peer``) on an LDL dataset, printed beside the published figures
-(``_published``) by ``softxent ldl``. The speed bench needs the ``bench`` extra
+:mod:`softxent.bench.speed` times softxent's losses against optax and a
+naive form (``softxent bench``); ``_ldl`` cross-validates softxent's LDL models
+and the SciPy SA-BFGS peer (``_ldl_peer``) on an LDL dataset, printed beside
+the published figures (``_published``) by ``softxent ldl``. The speed bench needs the ``bench`` extra
 and the LDL benchmark the ``ldl`` extra.
 """
 

@@ -61,7 +61,7 @@ def _parse_shape(text: str, names: str) -> tuple[int, ...]:
 
 
 def _run_large_vocab(args: argparse.Namespace) -> int:
-    from ..bench import _losses as speed
+    from ..bench import speed
 
     try:
         shape = (
@@ -101,7 +101,7 @@ def _is_large_vocab(rows: list[dict[str, Any]]) -> bool:
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
-    from ..bench import _losses as speed
+    from ..bench import speed
 
     if _is_large_vocab(rows):
         return speed.large_vocab_markdown(rows)
@@ -110,7 +110,7 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 def _read_saved(path: str) -> list[dict[str, Any]]:
     """Rows of a saved ``--json`` output, or ValueError naming the file and the problem."""
-    from ..bench import _losses as speed
+    from ..bench import speed
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.large_vocab:
         return _run_large_vocab(args)
-    from ..bench import _losses as speed
+    from ..bench import speed
 
     shapes = speed.QUICK_SHAPES if args.quick else speed.FULL_SHAPES
     if args.shape is not None:
