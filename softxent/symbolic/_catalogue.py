@@ -58,6 +58,9 @@ CLOSED_FORMS: dict[str, tuple[Callable[[np.ndarray, Mapping[str, Any]], np.ndarr
     "brier_score": (_identity, "p* = q (quadratic: gradient 2(p - q))"),
     "distillation_loss": (_identity, "p* = q: the student matches the teacher at every T"),
 }
+"""The minimisers with a closed form: loss name -> ``(minimiser(q, params), formula)``, the
+minimiser a NumPy function of the soft target ``q`` (class axis last) and the loss's
+parameters. :func:`minimizer` uses it and solves the stationarity condition for the rest."""
 
 INVERSE_MAPS: dict[str, str] = {
     "softmax_cross_entropy": "q = (p* - α/K) / (1 - α)",
@@ -67,6 +70,8 @@ INVERSE_MAPS: dict[str, str] = {
     "generalized_cross_entropy": "q ∝ p*^(1-k)",
     "distillation_loss": "q = p* (the student sees q^(1/T) / Σ q^(1/T) at temperature T)",
 }
+"""How to recover the soft target ``q`` from a loss's minimiser ``p*``, as a formula: loss name ->
+text, for the losses whose minimiser is not ``q`` itself (and distillation's tempered view)."""
 
 
 # -- numerical solution of the symbolic stationarity conditions ---------------
