@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LDL_DATA ?= ../shared/data/ldl
 
-.PHONY: run test lint install clean
+.PHONY: run test docs lint install clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[all,test]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[all,test,docs]'
 	touch $(STAMP)
 
 # The main job: the losses at work, the note's proof (checked by SymPy), the JAX
@@ -31,9 +31,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The docs site, into site/: the proof and results pages are generated first (from
+# `softxent prove` and benchmarks/results/), then MkDocs builds in strict mode, where a
+# warning (a broken link, a public name without an API entry or a docstring) fails.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt ruff
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .hypothesis
+	rm -rf $(VENV) results site docs/proofs docs/results .pytest_cache .hypothesis

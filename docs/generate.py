@@ -1,0 +1,470 @@
+"""Generate the docs site's proof and results pages; ``make docs`` runs it before MkDocs.
+
+    python docs/generate.py
+
+Proofs: each page is the output of ``softxent prove NAME --format markdown``, so every step on
+it was checked by SymPy while the page was made (a step that fails to check fails the build).
+
+Results: every file under ``benchmarks/results/`` is rendered, none skipped: the known ones on
+their own pages (with figures drawn from the same numbers), any other JSON file on the results
+index as a generic table. A file in ``COMMITTED`` that is missing, or one that does not parse,
+stops the build with a message naming it. Nothing on these pages is typed in.
+
+Everything this writes is under ``docs/proofs/`` and ``docs/results/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PROOFS_OUT = ROOT / "docs" / "proofs"
+RESULTS_OUT = ROOT / "docs" / "results"
+FIGURES_OUT = RESULTS_OUT / "figures"
+
+PROOFS: dict[str, str] = {
+    "binary_cross_entropy": "The note's proof: binary cross-entropy drives p to q, in p and in "
+    "the logit, and what the note skipped (convexity, the conditioning near 0 and 1).",
+    "softmax_cross_entropy": "K classes: the stationarity conditions on the simplex (K = 3), "
+    "Gibbs' inequality for any K, and the logit Hessian.",
+    "bce_on_softmax": "Per-component binary cross-entropy on softmax outputs: p = q only when "
+    "the target sums to 1.",
+    "catalogue": "Every registry loss: its minimiser for a soft target, whether it is proper, "
+    "the inverse map and convexity.",
+}
+
+# The results files this repository commits, with the command that writes each. A missing one
+# is a build error; files other helpers or users add are rendered when present.
+COMMITTED: dict[str, str] = {}
+
+# Optional known files: rendered on their page when present, named as absent otherwise.
+KNOWN_OPTIONAL: dict[str, str] = {
+    "verify.json": "softxent verify --json",
+    "ldl_inverse_map.json": "see benchmarks/README.md",
+}
+
+
+class BuildError(Exception):
+    """A results file is missing or malformed, or a proof failed to check."""
+
+
+# -- small renderers ------------------------------------------------------------------------
+
+
+def load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BuildError(f"{path.relative_to(ROOT)} is not JSON: {error}") from None
+
+
+def table(header: list[str], rows: list[list[Any]], align: str = "") -> str:
+    align = align or "l" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment(env: dict[str, Any] | None, source: str) -> str:
+    """Where and when a result was measured, as its JSON records it."""
+    if not env:
+        return f"*`{source}` records no machine, versions or date.*\n"
+    rows = []
+    labels = {"date": "date", "command": "command", "machine": "machine",
+              "load_average": "load average (1, 5, 15 min) at the start",
+              "copy_bandwidth_gb_s": "copy bandwidth (GB/s, measured by the run)",
+              "devices": "JAX devices"}
+    for key, value in env.items():
+        if key == "versions" and isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        elif key == "machine" and isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        if key == "command":
+            value = f"`{value}`"
+        rows.append([labels.get(key, key), value])
+    return f"Measured as recorded in `{source}`:\n\n" + table(["", ""], rows) + "\n"
+
+
+def generic(data: Any) -> str:
+    """Any JSON result as Markdown: a table for a list of flat objects, else key: value lines."""
+    if isinstance(data, dict):
+        parts, scalars = [], []
+        for key, value in data.items():
+            if key == "environment":
+                continue
+            if isinstance(value, list | dict) and value:
+                parts.append(f"**{key}**\n\n" + generic(value))
+            else:
+                scalars.append([key, value])
+        head = table(["key", "value"], scalars) + "\n" if scalars else ""
+        return head + "\n\n".join(parts)
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        keys: list[str] = []
+        for row in data:
+            keys += [k for k in row if k not in keys]
+        return table(keys, [[_cell(row.get(k, "")) for k in keys] for row in data])
+    return f"```\n{json.dumps(data, indent=1)}\n```"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _split(data: Any, rows_key: str) -> tuple[dict[str, Any] | None, Any]:
+    """A results file's environment and its payload."""
+    if isinstance(data, dict) and rows_key in data:
+        return data.get("environment"), data[rows_key]
+    return None, data
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# -- proofs ---------------------------------------------------------------------------------
+
+
+def proofs() -> list[str]:
+    """One page per proof, from ``softxent prove NAME --format markdown``, run side by side."""
+    PROOFS_OUT.mkdir(parents=True, exist_ok=True)
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "softxent", "prove", name, "--format", "markdown"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        for name in PROOFS
+    }
+    written = []
+    for name, run in runs.items():
+        out, err = run.communicate()
+        if run.returncode != 0:
+            raise BuildError(f"softxent prove {name} failed (exit {run.returncode}): "
+                             f"{err.strip()}")
+        title, body = _proof_page(out)
+        page = (f"# {title}\n\n{PROOFS[name]}\n\n"
+                f"*Generated by `softxent prove {name} --format markdown` when this site was "
+                f"built; every numbered step was checked by SymPy.*\n\n{body}")
+        (PROOFS_OUT / f"{name}.md").write_text(page, encoding="utf-8")
+        written.append(f"proofs/{name}.md")
+    index = ["# Proofs", "",
+             "Each page is a derivation that SymPy checked step by step while this site was "
+             "built: an identity reduced to 0, a root substituted back, a sign decided under the "
+             "domain's assumptions. `softxent prove NAME` prints the same text, and "
+             "`--format latex` a LaTeX version.", ""]
+    index += [f"- [{name}]({name}.md): {text}" for name, text in PROOFS.items()]
+    (PROOFS_OUT / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    return ["proofs/index.md", *written]
+
+
+def _proof_page(markdown: str) -> tuple[str, str]:
+    """The derivation's title, and its body with headings one level up and each formula
+    indented into its numbered step."""
+    lines = markdown.strip("\n").splitlines()
+    if not lines or not lines[0].startswith("## "):
+        raise BuildError(f"softxent prove printed no '## title' line: {lines[:1]}")
+    title = lines[0][3:].strip()
+    body = []
+    for line in lines[1:]:
+        if line.startswith("#"):
+            line = line[1:]
+        elif line.startswith("   $$"):
+            line = " " + line  # four spaces: a continuation of the list item
+        body.append(line)
+    return title, "\n".join(body) + "\n"
+
+
+# -- results pages --------------------------------------------------------------------------
+
+
+def bench_page(path: Path) -> str:
+    from softxent.bench import markdown
+
+    env, rows = _split(load(path), "rows")
+    figure = _bench_figure(rows, "bench_speedup.png")
+    return "\n".join([
+        "## softxent against optax",
+        "",
+        "`jit(value_and_grad(mean loss))` in the logits; medians of repeated samples, the "
+        "implementations of a case sampled in turn. *x optax* is optax's time over softxent's "
+        "(above 1: softxent is faster); temp MiB is XLA's compiled temporary memory; the bound "
+        "is 3·N·V·itemsize at the copy bandwidth the same run measured.",
+        "",
+        environment(env, f"benchmarks/results/{path.name}"),
+        f"![Speed-up over optax]({figure})",
+        "",
+        markdown(rows),
+        "",
+    ])
+
+
+def _bench_figure(rows: list[dict[str, Any]], name: str) -> str:
+    plt = _pyplot()
+    cases: dict[tuple, dict[str, float]] = {}
+    for row in rows:
+        cases.setdefault((row["loss"], row["n"], row["v"], row["dtype"]), {})[row["impl"]] = (
+            row["median_s"])
+    dtypes = sorted({c[3] for c in cases})
+    losses = list(dict.fromkeys(c[0] for c in cases))
+    shapes = list(dict.fromkeys((c[1], c[2]) for c in cases))
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.5 * len(dtypes), 3.8), squeeze=False,
+                             sharey=True)
+    width = 0.8 / max(len(losses), 1)
+    for ax, dtype in zip(axes[0], dtypes, strict=True):
+        for i, loss in enumerate(losses):
+            ratios = [cases.get((loss, n, v, dtype), {}) for n, v in shapes]
+            heights = [r["optax"] / r["softxent"] if {"optax", "softxent"} <= r.keys() else 0
+                       for r in ratios]
+            ax.bar([s + i * width for s in range(len(shapes))], heights, width, label=loss)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks([s + 0.4 - width / 2 for s in range(len(shapes))],
+                      [f"{n}x{v}" for n, v in shapes])
+        ax.set_title(dtype)
+        ax.set_xlabel("N x V")
+    axes[0][0].set_ylabel("optax time / softxent time")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, name)
+
+
+def large_vocab_page(path: Path) -> str:
+    from softxent.bench import large_vocab_markdown
+
+    env, rows = _split(load(path), "rows")
+    figure = _large_vocab_figure(rows, "large_vocab_memory.png")
+    return "\n".join([
+        "## Chunked linear forms against forming the logits",
+        "",
+        "`value_and_grad` in the hidden states and the output matrix. *unfused* forms the "
+        "N x V logits and calls the fused loss; *linear* is the chunked linear form with "
+        "per-example output, *linear_mean* the same with `reduction=\"mean\"`. Peak memory is "
+        "the compiled step's arguments, outputs and temporaries.",
+        "",
+        environment(env, f"benchmarks/results/{path.name}"),
+        f"![Time and peak memory of each form]({figure})",
+        "",
+        large_vocab_markdown(rows),
+        "",
+    ])
+
+
+def _large_vocab_figure(rows: list[dict[str, Any]], name: str) -> str:
+    plt = _pyplot()
+    labels = [f"{r['loss'].replace('_loss', '')}\n{r['impl']} ({r['dtype']})" for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
+    left.barh(labels, [r["median_s"] * 1e3 for r in rows], color="tab:blue")
+    left.set_xlabel("ms per step")
+    right.barh(labels, [r["peak_bytes"] / 2**20 for r in rows], color="tab:orange")
+    right.set_xlabel("peak MiB")
+    left.invert_yaxis()
+    fig.tight_layout()
+    return _save(fig, name)
+
+
+MEASURES = {"chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Canberra ↓",
+            "kl": "KL ↓", "cosine": "Cosine ↑", "intersection": "Intersection ↑"}
+
+
+def ldl_page(paths: list[Path]) -> str:
+    parts = ["## LDL benchmark", "",
+             "10-fold cross-validation of Geng's maximum-entropy model (softxent, optax's "
+             "L-BFGS) against SA-BFGS as PyLDL runs it (SciPy's L-BFGS-B) on the same folds in "
+             "the same process; mean ± std over folds. Seconds include tracing and compiling.",
+             ""]
+    for path in paths:
+        env, results = _split(load(path), "results")
+        if isinstance(results, dict):
+            results = [results]
+        penalty = "with `--l2 auto`" if any(r.get("l2") not in (0, 0.0, None)
+                                           for r in results) else "unregularised"
+        parts += [f"### {path.stem} ({penalty})", "",
+                  environment(env, f"benchmarks/results/{path.name}")]
+        figure = _ldl_figure(results, f"{path.stem}_kl.png")
+        parts += [f"![KL of softxent and the peer per dataset]({figure})", "",
+                  _ldl_table(results), ""]
+        skipped = load(path).get("skipped", []) if isinstance(load(path), dict) else []
+        parts += [f"Skipped: {s}" for s in skipped]
+    return "\n".join(parts)
+
+
+def _metric_keys(metrics: dict[str, Any]) -> list[str]:
+    return list(metrics)
+
+
+def _ldl_table(results: list[dict[str, Any]]) -> str:
+    keys = _metric_keys(results[0]["metrics"])
+    rows = []
+    sources = []
+    for r in results:
+        def cells(metrics: dict[str, Any], digits: int = 4) -> list[str]:
+            return [f"{metrics[k]['mean']:.{digits}f} ± {metrics[k]['std']:.{digits}f}"
+                    for k in keys]
+        rows.append([r["dataset"], f"softxent {r['model']}", *cells(r["metrics"]),
+                     f"{r['seconds']:.2f}"])
+        if "peer" in r:
+            rows.append([r["dataset"], "SA-BFGS (SciPy)", *cells(r["peer"]["metrics"]),
+                         f"{r['peer']['seconds']:.2f} ({r['speedup']:.1f}× softxent's time)"])
+        if "published" in r:
+            pub = r["published"]
+            rows.append([r["dataset"], f"{pub['method']} (published)",
+                         *cells(pub["metrics"], 3), "n/a"])
+            sources.append(f"{r['dataset']}: {pub['source']}")
+    header = ["dataset", "method", *[MEASURES.get(k, k) for k in keys], "seconds"]
+    text = table(header, rows, "ll" + "r" * (len(keys) + 1))
+    return text + "".join(f"\n\nPublished figures: {s}" for s in sources)
+
+
+def _ldl_figure(results: list[dict[str, Any]], name: str) -> str:
+    plt = _pyplot()
+    key = next(k for k in results[0]["metrics"] if k.lower().startswith("k"))
+    names = [r["dataset"] for r in results]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    xs = range(len(results))
+    ax.bar([x - 0.2 for x in xs], [r["metrics"][key]["mean"] for r in results], 0.4,
+           label="softxent maxent")
+    if all("peer" in r for r in results):
+        ax.bar([x + 0.2 for x in xs], [r["peer"]["metrics"][key]["mean"] for r in results], 0.4,
+               label="SA-BFGS (SciPy)")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{MEASURES.get(key, key)} (mean over folds)")
+    ax.set_xticks(list(xs), names, rotation=60, ha="right", fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, name)
+
+
+def experiments_page(folders: list[Path]) -> str:
+    parts = ["## Experiments", "",
+             "Saved runs of the shipped configs (`softxent run experiments/configs/NAME.toml`): "
+             "each run's `summary.json` per loss, and the figures the run wrote.", ""]
+    for folder in folders:
+        summary = load(folder / "summary.json")
+        metadata = load(folder / "metadata.json") if (folder / "metadata.json").exists() else {}
+        env = {k: v for k, v in metadata.items() if k not in ("git_commit", "commit")}
+        parts += [f"### {folder.name}", "",
+                  environment(env, f"benchmarks/results/experiments/{folder.name}/metadata.json"),
+                  generic([{"loss": label, **values} for label, values in summary.items()]), ""]
+        for png in sorted((folder / "figures").glob("*.png")):
+            target = FIGURES_OUT / f"{folder.name}_{png.name}"
+            shutil.copyfile(png, target)
+            parts += [f"![{folder.name}: {png.stem}](figures/{target.name})", ""]
+    return "\n".join(parts)
+
+
+def generic_page(path: Path, command: str) -> str:
+    data = load(path)
+    env = data.get("environment") if isinstance(data, dict) else None
+    return "\n".join([f"### {path.name}", "", f"Written by `{command}`.", "",
+                      environment(env, f"benchmarks/results/{path.name}"), generic(data), ""])
+
+
+def _save(fig: Any, name: str) -> str:
+    fig.savefig(FIGURES_OUT / name, dpi=110)
+    _pyplot().close(fig)
+    return f"figures/{name}"
+
+
+# -- the pages ------------------------------------------------------------------------------
+
+
+def results() -> list[str]:
+    if RESULTS_OUT.exists():
+        shutil.rmtree(RESULTS_OUT)
+    FIGURES_OUT.mkdir(parents=True)
+    missing = [name for name in COMMITTED if not (RESULTS / name).exists()]
+    if missing:
+        raise BuildError("missing results file(s) "
+                         + ", ".join(f"benchmarks/results/{m} (made by `{COMMITTED[m]}`)"
+                                     for m in missing))
+    files = sorted(RESULTS.glob("*.json")) if RESULTS.exists() else []
+    experiment_folders = sorted(p.parent for p in RESULTS.glob("experiments/*/summary.json"))
+    used: set[str] = set()
+
+    def page(name: str, title: str, intro: str, body: list[str]) -> str:
+        text = f"# {title}\n\n{intro}\n\n" + ("\n".join(body) if body else
+                                             "*No saved results of this kind are in "
+                                             "`benchmarks/results/`.*\n")
+        (RESULTS_OUT / name).write_text(text, encoding="utf-8")
+        return f"results/{name}"
+
+    def render(filename: str, renderer: Callable[[Path], str]) -> list[str]:
+        path = RESULTS / filename
+        if not path.exists():
+            return []
+        used.add(filename)
+        return [renderer(path)]
+
+    pages = []
+    pages.append(page("benchmarks.md", "Benchmarks",
+                      "How to regenerate: `softxent bench --json > benchmarks/results/bench.json` "
+                      "(see `benchmarks/README.md`).",
+                      render("bench.json", bench_page)))
+    pages.append(page("large_vocab.md", "Large vocabulary",
+                      "How to regenerate: `softxent bench --large-vocab --json > "
+                      "benchmarks/results/large_vocab.json`.",
+                      render("large_vocab.json", large_vocab_page)))
+    ldl_files = [RESULTS / n for n in ("ldl.json", "ldl_l2_auto.json") if (RESULTS / n).exists()]
+    used.update(p.name for p in ldl_files)
+    ldl_body = [ldl_page(ldl_files)] if ldl_files else []
+    ldl_body += render("ldl_inverse_map.json",
+                       lambda p: generic_page(p, KNOWN_OPTIONAL["ldl_inverse_map.json"]))
+    pages.append(page("ldl.md", "Label distribution learning",
+                      "How to regenerate: the `softxent ldl ... --json` commands in "
+                      "`benchmarks/README.md`.", ldl_body))
+    pages.append(page("experiments.md", "Experiments",
+                      "How to regenerate: `softxent run CONFIG --out DIR`, then copy the run's "
+                      "`summary.json`, `metadata.json` and the figures shown here into "
+                      "`benchmarks/results/experiments/NAME/`.",
+                      [experiments_page(experiment_folders)] if experiment_folders else []))
+    pages.append(page("verification.md", "Verification",
+                      "`softxent verify` compares `jax.grad` of every loss with the SymPy "
+                      "gradient of its twin at 50 digits; how to regenerate: "
+                      "`softxent verify --json > benchmarks/results/verify.json`.",
+                      render("verify.json", lambda p: generic_page(p, KNOWN_OPTIONAL[
+                          "verify.json"]))))
+    others = [generic_page(p, "see benchmarks/README.md") for p in files if p.name not in used]
+    index = ["# Results", "",
+             "Every page here is generated by `python docs/generate.py` (run by `make docs`) "
+             "from the machine-readable results saved in `benchmarks/results/`; each shows the "
+             "machine, the versions and the date its file records. `benchmarks/README.md` says "
+             "how to regenerate each file.", "",
+             "- [Benchmarks](benchmarks.md): softxent against optax and a naive implementation.",
+             "- [Large vocabulary](large_vocab.md): the chunked linear forms.",
+             "- [Label distribution learning](ldl.md): the 19 LDL datasets against the peer.",
+             "- [Experiments](experiments.md): the shipped experiment configs.",
+             "- [Verification](verification.md): `jax.grad` against SymPy.", ""]
+    if others:
+        index += ["## Other results", "", *others]
+    (RESULTS_OUT / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    return ["results/index.md", *pages]
+
+
+def main() -> int:
+    try:
+        written = proofs() + results()
+    except BuildError as error:
+        print(f"docs/generate.py: {error}", file=sys.stderr)
+        return 1
+    print(f"docs/generate.py: wrote {len(written)} pages: {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
