@@ -53,7 +53,10 @@ def tiny_bench(monkeypatch):
 
 def test_cli_json_quick(capsys, tiny_bench):
     assert main(["bench", "--quick", "--json", "--repeats", "1"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    saved = json.loads(capsys.readouterr().out)
+    rows = saved["rows"]
+    assert saved["environment"]["command"] == "softxent bench --quick --json --repeats 1"
+    assert saved["environment"]["copy_bandwidth_gb_s"] == 10.0
     assert len(rows) == len(speed.LOSSES) * len(speed.IMPLS)
     assert all(set(r) == KEYS for r in rows)
 
@@ -83,7 +86,9 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
 def test_cli_large_vocab_json(capsys):
     assert main(["bench", "--large-vocab", "--shape", "8,4,16", "--chunk-size", "3",
                  "--repeats", "1", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    saved = json.loads(capsys.readouterr().out)
+    assert set(saved["environment"]) >= {"date", "machine", "versions", "load_average"}
+    rows = saved["rows"]
     assert [(r["loss"], r["impl"]) for r in rows] == [
         (loss, impl) for loss in speed.LARGE_VOCAB_LOSSES for impl in speed.LARGE_VOCAB_IMPLS]
     for row in rows:
@@ -105,7 +110,7 @@ def test_cli_large_vocab_bad_arguments(capsys):
 def test_cli_one_shape(capsys, monkeypatch):
     monkeypatch.setattr(speed, "copy_bandwidth", lambda: 1e10)
     assert main(["bench", "--shape", "3,5", "--dtype", "float32", "--repeats", "1", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["rows"]
     assert len(rows) == len(speed.LOSSES) * len(speed.IMPLS)
     assert {(r["n"], r["v"], r["dtype"]) for r in rows} == {(3, 5, "float32")}
 
@@ -138,7 +143,7 @@ def test_from_json_formats_a_saved_large_vocab_run(tmp_path, capsys):
         for impl, seconds in [("unfused", 0.02), ("linear", 0.04), ("linear_mean", 0.01)]
     ]
     saved = tmp_path / "lv.json"
-    saved.write_text(json.dumps(rows))
+    saved.write_text(json.dumps({"environment": {}, "rows": rows}))
     assert main(["bench", "--from-json", str(saved)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == ("| softmax_cross_entropy | float32 | 8x4x16 | 3 | unfused | 20.0 | 1.00 "

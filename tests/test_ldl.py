@@ -198,6 +198,7 @@ def test_cli_json_schema_and_errors(tmp_path, capsys):
     path = _synthetic(tmp_path)
     assert cli(["ldl", "--data", str(path), "--folds", "3", "--max-iter", "50", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["environment"]["command"].startswith("softxent ldl --data ")
     assert set(result["metrics"]) == {"chebyshev", "clark", "canberra", "kl", "cosine",
                                       "intersection"}
     assert set(result["metrics"]["kl"]) == {"mean", "std"}

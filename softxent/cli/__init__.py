@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .._optional import MissingExtra, missing_extra, require
 
     args = build_parser().parse_args(argv)
+    # Recorded in the results a command saves (see softxent/_environment.py).
+    args.command_line = shlex.join(["softxent", *(sys.argv[1:] if argv is None else argv)])
     try:
         for module, extra in args.needs:
             require(module, extra, "this command")

@@ -71,6 +71,7 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
         print(f"softxent bench: {error}", file=sys.stderr)
         return 2
     dtypes = tuple(args.dtype) if args.dtype else ("float32",)
+    environment = _environment(args)
     rows = []
     table = not (args.json or args.markdown)
     if table:
@@ -83,13 +84,21 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
             print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
                   f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
                   f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
-    _print_rows(args, [speed.as_dict(r) for r in rows])
+    _print_rows(args, [speed.as_dict(r) for r in rows], environment)
     return 0
 
 
-def _print_rows(args: argparse.Namespace, dicts: list[dict[str, Any]]) -> None:
+def _environment(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and when this run happens, taken before it starts (the load average then)."""
+    from .._environment import environment
+
+    return environment(args.command_line)
+
+
+def _print_rows(args: argparse.Namespace, dicts: list[dict[str, Any]],
+                environment: dict[str, Any]) -> None:
     if args.json:
-        json.dump(dicts, sys.stdout, indent=1)
+        json.dump({"environment": environment, "rows": dicts}, sys.stdout, indent=1)
         print()
     elif args.markdown:
         print(_markdown(dicts))
@@ -119,9 +128,12 @@ def _read_saved(path: str) -> list[dict[str, Any]]:
         raise ValueError(f"--from-json: cannot read {path}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"--from-json: {path} is not JSON ({error})") from None
+    if isinstance(rows, dict) and "rows" in rows:  # `--json` output: environment and rows
+        rows = rows["rows"]
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"--from-json: {path} must hold a non-empty JSON list of objects "
-                         "as `softxent bench --json` prints it")
+                         "(or an object whose 'rows' is one), as `softxent bench --json` "
+                         "prints it")
     kind = speed.LargeVocabResult if _is_large_vocab(rows) else speed.Result
     expected = set(kind.__dataclass_fields__)
     for index, row in enumerate(rows):
@@ -161,11 +173,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"softxent bench: {error}", file=sys.stderr)
             return 2
+    environment = _environment(args)
     rows = []
     table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
     for item in speed.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
         if isinstance(item, float):
+            environment["copy_bandwidth_gb_s"] = round(item / 1e9, 2)
             if not table:  # stdout stays pure JSON / Markdown
                 print(f"copy bandwidth: {item / 1e9:.2f} GB/s", file=sys.stderr)
             else:
@@ -193,5 +207,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{100 * item.bound_fraction:7.1f}",
                 flush=True,
             )
-    _print_rows(args, [speed.as_dict(r) for r in rows])
+    _print_rows(args, [speed.as_dict(r) for r in rows], environment)
     return 0

@@ -127,13 +127,17 @@ def run(args: argparse.Namespace) -> int:
         softmax_loss(args.loss)
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
+    from .._environment import environment
+
+    # Taken before the fits start: the load average then says how busy the machine was.
+    run_environment = environment(args.command_line)
     if args.data is not None:
         try:
             result = _evaluate(args.data, args)
         except (LDLDataError, ValueError) as err:
             return _fail(str(err))
         if args.json:
-            print(json.dumps(result, indent=2))
+            print(json.dumps({"environment": run_environment, **result}, indent=2))
         else:
             print(_markdown([result], []))
         return 0
@@ -149,5 +153,9 @@ def run(args: argparse.Namespace) -> int:
         except (LDLDataError, ValueError) as err:
             skipped.append(f"{path.name}: {err}")
         print(f"done {path.name}", file=sys.stderr, flush=True)
-    print(json.dumps(results, indent=2) if args.json else _markdown(results, skipped))
+    if args.json:
+        print(json.dumps({"environment": run_environment, "results": results,
+                          "skipped": skipped}, indent=2))
+    else:
+        print(_markdown(results, skipped))
     return 0
