@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROOFS_OUT = ROOT / "docs" / "proofs"
 RESULTS_OUT = ROOT / "docs" / "results"
-FIGURES_OUT = RESULTS_OUT / "figures"
 
 PROOFS: dict[str, str] = {
     "binary_cross_entropy": "The note's proof: binary cross-entropy drives p to q, in p and in "
@@ -106,8 +105,8 @@ def generic(data: Any) -> str:
                 parts.append(f"**{key}**\n\n" + generic(value))
             else:
                 scalars.append([key, value])
-        head = table(["key", "value"], scalars) + "\n" if scalars else ""
-        return head + "\n\n".join(parts)
+        head = [table(["key", "value"], scalars)] if scalars else []
+        return "\n\n".join(head + parts)
     if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
         keys: list[str] = []
         for row in data:
@@ -194,11 +193,18 @@ def _proof_page(markdown: str) -> tuple[str, str]:
 # -- results pages --------------------------------------------------------------------------
 
 
-def bench_page(path: Path) -> str:
-    from softxent.bench import markdown
+def saved_table(path: Path) -> str:
+    """The Markdown table ``softxent bench --from-json`` prints for a saved run."""
+    run = subprocess.run([sys.executable, "-m", "softxent", "bench", "--from-json", str(path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    if run.returncode != 0:
+        raise BuildError(f"softxent bench --from-json {path.name}: {run.stderr.strip()}")
+    return run.stdout.strip()
 
+
+def bench_page(path: Path, figures: Path) -> str:
     env, rows = _split(load(path), "rows")
-    figure = _bench_figure(rows, "bench_speedup.png")
+    figure = _bench_figure(rows, figures / "bench_speedup.png")
     return "\n".join([
         "## softxent against optax",
         "",
@@ -210,12 +216,12 @@ def bench_page(path: Path) -> str:
         environment(env, f"benchmarks/results/{path.name}"),
         f"![Speed-up over optax]({figure})",
         "",
-        markdown(rows),
+        saved_table(path),
         "",
     ])
 
 
-def _bench_figure(rows: list[dict[str, Any]], name: str) -> str:
+def _bench_figure(rows: list[dict[str, Any]], name: Path) -> str:
     plt = _pyplot()
     cases: dict[tuple, dict[str, float]] = {}
     for row in rows:
@@ -244,11 +250,9 @@ def _bench_figure(rows: list[dict[str, Any]], name: str) -> str:
     return _save(fig, name)
 
 
-def large_vocab_page(path: Path) -> str:
-    from softxent.bench import large_vocab_markdown
-
+def large_vocab_page(path: Path, figures: Path) -> str:
     env, rows = _split(load(path), "rows")
-    figure = _large_vocab_figure(rows, "large_vocab_memory.png")
+    figure = _large_vocab_figure(rows, figures / "large_vocab_memory.png")
     return "\n".join([
         "## Chunked linear forms against forming the logits",
         "",
@@ -260,12 +264,12 @@ def large_vocab_page(path: Path) -> str:
         environment(env, f"benchmarks/results/{path.name}"),
         f"![Time and peak memory of each form]({figure})",
         "",
-        large_vocab_markdown(rows),
+        saved_table(path),
         "",
     ])
 
 
-def _large_vocab_figure(rows: list[dict[str, Any]], name: str) -> str:
+def _large_vocab_figure(rows: list[dict[str, Any]], name: Path) -> str:
     plt = _pyplot()
     labels = [f"{r['loss'].replace('_loss', '')}\n{r['impl']} ({r['dtype']})" for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
@@ -282,7 +286,7 @@ MEASURES = {"chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Can
             "kl": "KL ↓", "cosine": "Cosine ↑", "intersection": "Intersection ↑"}
 
 
-def ldl_page(paths: list[Path]) -> str:
+def ldl_page(paths: list[Path], figures: Path) -> str:
     parts = ["## LDL benchmark", "",
              "10-fold cross-validation of Geng's maximum-entropy model (softxent, optax's "
              "L-BFGS) against SA-BFGS as PyLDL runs it (SciPy's L-BFGS-B) on the same folds in "
@@ -292,15 +296,20 @@ def ldl_page(paths: list[Path]) -> str:
         env, results = _split(load(path), "results")
         if isinstance(results, dict):
             results = [results]
-        penalty = "with `--l2 auto`" if any(r.get("l2") not in (0, 0.0, None)
-                                           for r in results) else "unregularised"
-        parts += [f"### {path.stem} ({penalty})", "",
-                  environment(env, f"benchmarks/results/{path.name}")]
-        figure = _ldl_figure(results, f"{path.stem}_kl.png")
+        regularised = any(r.get("l2") not in (0, 0.0, None) for r in results)
+        title = ("The penalty chosen per fold (`--l2 auto`)" if regularised
+                 else "Unregularised (Geng's model)")
+        parts += [f"### {title}", "", environment(env, f"benchmarks/results/{path.name}")]
+        ours = sum(r["seconds"] for r in results)
+        line = f"Total seconds over the {len(results)} datasets: softxent {ours:.0f}"
+        if all("peer" in r for r in results):
+            line += f", the SciPy peer {sum(r['peer']['seconds'] for r in results):.0f}"
+        parts += [line + ".", ""]
+        figure = _ldl_figure(results, figures / f"{path.stem}_kl.png")
         parts += [f"![KL of softxent and the peer per dataset]({figure})", "",
                   _ldl_table(results), ""]
         skipped = load(path).get("skipped", []) if isinstance(load(path), dict) else []
-        parts += [f"Skipped: {s}" for s in skipped]
+        parts += [f"Skipped {s}\n" for s in skipped]
     return "\n".join(parts)
 
 
@@ -331,7 +340,7 @@ def _ldl_table(results: list[dict[str, Any]]) -> str:
     return text + "".join(f"\n\nPublished figures: {s}" for s in sources)
 
 
-def _ldl_figure(results: list[dict[str, Any]], name: str) -> str:
+def _ldl_figure(results: list[dict[str, Any]], name: Path) -> str:
     plt = _pyplot()
     key = next(k for k in results[0]["metrics"] if k.lower().startswith("k"))
     names = [r["dataset"] for r in results]
@@ -350,7 +359,7 @@ def _ldl_figure(results: list[dict[str, Any]], name: str) -> str:
     return _save(fig, name)
 
 
-def experiments_page(folders: list[Path]) -> str:
+def experiments_page(folders: list[Path], figures: Path) -> str:
     parts = ["## Experiments", "",
              "Saved runs of the shipped configs (`softxent run experiments/configs/NAME.toml`): "
              "each run's `summary.json` per loss, and the figures the run wrote.", ""]
@@ -362,7 +371,7 @@ def experiments_page(folders: list[Path]) -> str:
                   environment(env, f"benchmarks/results/experiments/{folder.name}/metadata.json"),
                   generic([{"loss": label, **values} for label, values in summary.items()]), ""]
         for png in sorted((folder / "figures").glob("*.png")):
-            target = FIGURES_OUT / f"{folder.name}_{png.name}"
+            target = figures / f"{folder.name}_{png.name}"
             shutil.copyfile(png, target)
             parts += [f"![{folder.name}: {png.stem}](figures/{target.name})", ""]
     return "\n".join(parts)
@@ -375,54 +384,62 @@ def generic_page(path: Path, command: str) -> str:
                       environment(env, f"benchmarks/results/{path.name}"), generic(data), ""])
 
 
-def _save(fig: Any, name: str) -> str:
-    fig.savefig(FIGURES_OUT / name, dpi=110)
+def _save(fig: Any, path: Path) -> str:
+    fig.savefig(path, dpi=110)
     _pyplot().close(fig)
-    return f"figures/{name}"
+    return f"figures/{path.name}"
 
 
 # -- the pages ------------------------------------------------------------------------------
 
 
-def results() -> list[str]:
-    if RESULTS_OUT.exists():
-        shutil.rmtree(RESULTS_OUT)
-    FIGURES_OUT.mkdir(parents=True)
-    missing = [name for name in COMMITTED if not (RESULTS / name).exists()]
+def results(source: Path = RESULTS, out: Path = RESULTS_OUT) -> list[str]:
+    """The results pages for every file under ``source``, written to ``out``."""
+    if out.exists():
+        shutil.rmtree(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True)
+    missing = [name for name in COMMITTED if not (source / name).exists()]
     if missing:
         raise BuildError("missing results file(s) "
-                         + ", ".join(f"benchmarks/results/{m} (made by `{COMMITTED[m]}`)"
+                         + ", ".join(f"{source / m} (made by `{COMMITTED[m]}`)"
                                      for m in missing))
-    files = sorted(RESULTS.glob("*.json")) if RESULTS.exists() else []
-    experiment_folders = sorted(p.parent for p in RESULTS.glob("experiments/*/summary.json"))
+    files = sorted(source.glob("*.json"))
+    experiment_folders = sorted(p.parent for p in source.glob("experiments/*/summary.json"))
+    strays = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix != ".json"
+                    and p.parent.parent.name != "experiments"
+                    and p.parent.parent.parent.name != "experiments")
+    if strays:
+        raise BuildError("no page renders " + ", ".join(str(p) for p in strays))
     used: set[str] = set()
 
     def page(name: str, title: str, intro: str, body: list[str]) -> str:
         text = f"# {title}\n\n{intro}\n\n" + ("\n".join(body) if body else
                                              "*No saved results of this kind are in "
                                              "`benchmarks/results/`.*\n")
-        (RESULTS_OUT / name).write_text(text, encoding="utf-8")
+        (out / name).write_text(text, encoding="utf-8")
         return f"results/{name}"
 
     def render(filename: str, renderer: Callable[[Path], str]) -> list[str]:
-        path = RESULTS / filename
+        path = source / filename
         if not path.exists():
             return []
         used.add(filename)
         return [renderer(path)]
 
-    pages = []
-    pages.append(page("benchmarks.md", "Benchmarks",
-                      "How to regenerate: `softxent bench --json > benchmarks/results/bench.json` "
-                      "(see `benchmarks/README.md`).",
-                      render("bench.json", bench_page)))
-    pages.append(page("large_vocab.md", "Large vocabulary",
-                      "How to regenerate: `softxent bench --large-vocab --json > "
-                      "benchmarks/results/large_vocab.json`.",
-                      render("large_vocab.json", large_vocab_page)))
-    ldl_files = [RESULTS / n for n in ("ldl.json", "ldl_l2_auto.json") if (RESULTS / n).exists()]
+    pages = [
+        page("benchmarks.md", "Benchmarks",
+             "How to regenerate: `softxent bench --json > benchmarks/results/bench.json` "
+             "(see `benchmarks/README.md`).",
+             render("bench.json", lambda p: bench_page(p, figures))),
+        page("large_vocab.md", "Large vocabulary",
+             "How to regenerate: `softxent bench --large-vocab --json > "
+             "benchmarks/results/large_vocab.json`.",
+             render("large_vocab.json", lambda p: large_vocab_page(p, figures))),
+    ]
+    ldl_files = [source / n for n in ("ldl.json", "ldl_l2_auto.json") if (source / n).exists()]
     used.update(p.name for p in ldl_files)
-    ldl_body = [ldl_page(ldl_files)] if ldl_files else []
+    ldl_body = [ldl_page(ldl_files, figures)] if ldl_files else []
     ldl_body += render("ldl_inverse_map.json",
                        lambda p: generic_page(p, KNOWN_OPTIONAL["ldl_inverse_map.json"]))
     pages.append(page("ldl.md", "Label distribution learning",
@@ -432,13 +449,14 @@ def results() -> list[str]:
                       "How to regenerate: `softxent run CONFIG --out DIR`, then copy the run's "
                       "`summary.json`, `metadata.json` and the figures shown here into "
                       "`benchmarks/results/experiments/NAME/`.",
-                      [experiments_page(experiment_folders)] if experiment_folders else []))
+                      [experiments_page(experiment_folders, figures)]
+                      if experiment_folders else []))
     pages.append(page("verification.md", "Verification",
                       "`softxent verify` compares `jax.grad` of every loss with the SymPy "
                       "gradient of its twin at 50 digits; how to regenerate: "
                       "`softxent verify --json > benchmarks/results/verify.json`.",
-                      render("verify.json", lambda p: generic_page(p, KNOWN_OPTIONAL[
-                          "verify.json"]))))
+                      render("verify.json",
+                             lambda p: generic_page(p, KNOWN_OPTIONAL["verify.json"]))))
     others = [generic_page(p, "see benchmarks/README.md") for p in files if p.name not in used]
     index = ["# Results", "",
              "Every page here is generated by `python docs/generate.py` (run by `make docs`) "
@@ -447,12 +465,12 @@ def results() -> list[str]:
              "how to regenerate each file.", "",
              "- [Benchmarks](benchmarks.md): softxent against optax and a naive implementation.",
              "- [Large vocabulary](large_vocab.md): the chunked linear forms.",
-             "- [Label distribution learning](ldl.md): the 19 LDL datasets against the peer.",
+             "- [Label distribution learning](ldl.md): the LDL datasets against the peer.",
              "- [Experiments](experiments.md): the shipped experiment configs.",
              "- [Verification](verification.md): `jax.grad` against SymPy.", ""]
     if others:
         index += ["## Other results", "", *others]
-    (RESULTS_OUT / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    (out / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
     return ["results/index.md", *pages]
 
 

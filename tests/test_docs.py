@@ -87,3 +87,65 @@ def test_formulas_become_mathml():
     doc = convert_docstring("Loss.\n\n    .. math::\n      \\ell = -\\sum_i q_i\n\n    with "
                             ":math:`q_i \\ge 0`.\n")
     assert ".. math::" not in doc and ":math:" not in doc and doc.count("<math") == 2
+
+
+def _saved_results(folder: Path) -> dict:
+    """A small results folder in the formats `softxent bench --json` and `softxent ldl --json`
+    print."""
+    import json
+
+    env = {"date": "2026-01-02T03:04:05+00:00", "machine": {"cpu": "Test CPU", "cores": 2},
+           "load_average": [1.5, 1.0, 0.5], "versions": {"python": "3.11", "jax": "0.0"},
+           "command": "softxent bench --json", "copy_bandwidth_gb_s": 7.5}
+    bench = [{"loss": "kl_divergence", "impl": impl, "n": 4, "v": 8, "dtype": "float32",
+              "median_s": seconds, "temp_bytes": 2**20, "bound_fraction": 0.25}
+             for impl, seconds in [("optax", 0.0031), ("softxent", 0.0022), ("naive", 0.0043)]]
+    metrics = {m: {"mean": 0.1234, "std": 0.0101} for m in
+               ("chebyshev", "clark", "canberra", "kl", "cosine", "intersection")}
+    ldl = [{"dataset": "Toy", "model": "maxent", "metrics": metrics, "seconds": 1.25, "l2": 0.0,
+            "peer": {"model": "sa_bfgs", "seconds": 2.5, "metrics": metrics}, "speedup": 2.0}]
+    files = {"bench.json": {"environment": env, "rows": bench},
+             "ldl.json": {"environment": env, "results": ldl, "skipped": ["Bad.mat: broken"]},
+             "surprise.json": [{"what": "a file no page knows", "value": 42}]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_text(json.dumps(data))
+    return files
+
+
+def test_results_pages_show_the_saved_numbers_and_where_they_were_measured(tmp_path):
+    import generate
+
+    _saved_results(tmp_path / "in")
+    generate.results(tmp_path / "in", tmp_path / "out")
+    bench = (tmp_path / "out" / "benchmarks.md").read_text()
+    assert "| kl_divergence | 4x8 | float32 | 3.1 | 2.2 | 4.3 | 1.41 |" in bench
+    assert "Test CPU" in bench and "1.5, 1.0, 0.5" in bench and "2026-01-02" in bench
+    assert (tmp_path / "out" / "figures" / "bench_speedup.png").stat().st_size > 0
+    ldl = (tmp_path / "out" / "ldl.md").read_text()
+    assert "| Toy | softxent maxent | 0.1234 ± 0.0101 |" in ldl
+    assert "2.50 (2.0× softxent's time)" in ldl and "Skipped Bad.mat: broken" in ldl
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert "surprise.json" in index and "| a file no page knows | 42 |" in index
+
+
+def test_a_missing_committed_or_unrenderable_results_file_fails_the_build(tmp_path, monkeypatch):
+    import generate
+
+    _saved_results(tmp_path / "in")
+    monkeypatch.setitem(generate.COMMITTED, "large_vocab.json", "softxent bench --large-vocab")
+    with pytest.raises(generate.BuildError, match="large_vocab.json"):
+        generate.results(tmp_path / "in", tmp_path / "out")
+    monkeypatch.delitem(generate.COMMITTED, "large_vocab.json")
+    (tmp_path / "in" / "notes.txt").write_text("typed in")
+    with pytest.raises(generate.BuildError, match="notes.txt"):
+        generate.results(tmp_path / "in", tmp_path / "out")
+
+
+def test_the_committed_results_render(tmp_path):
+    import generate
+
+    pages = generate.results(generate.RESULTS, tmp_path)
+    assert len(pages) == 6
+    for name, command in generate.COMMITTED.items():
+        assert (generate.RESULTS / name).exists(), f"{name} (made by {command}) is missing"
