@@ -16,6 +16,8 @@ _DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE = re.compile(r"\\\((.+?)\\\)", re.S)
 _ROLE = re.compile(r":math:`([^`]+)`")
 _DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*\n")
+# A function name (log, exp, softmax): LaTeX sets thin spaces around it, MathML Core does not.
+_FUNCTION_NAME = re.compile(r"(<mi>[A-Za-z]{2,}</mi>)")
 
 
 def to_mathml(latex: str, *, display: bool) -> str:
@@ -24,7 +26,8 @@ def to_mathml(latex: str, *, display: bool) -> str:
         html = convert(latex.strip(), display="block" if display else "inline")
     except Exception as error:  # latex2mathml raises its own exception types
         raise ValueError(f"cannot convert the LaTeX {latex.strip()!r} to MathML: {error}") from None
-    html = html.replace("\n", "")
+    thin = '<mspace width="0.1667em"></mspace>'
+    html = _FUNCTION_NAME.sub(thin + r"\1" + thin, html.replace("\n", ""))
     # Python-Markdown reads a line that starts with an unknown tag as a raw HTML block, which
     # would split the paragraph around an inline formula; a span keeps it inline.
     return html if display else f'<span class="math">{html}</span>'
