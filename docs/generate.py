@@ -289,8 +289,9 @@ MEASURES = {"chebyshev": "Chebyshev ↓", "clark": "Clark ↓", "canberra": "Can
 def ldl_page(paths: list[Path], figures: Path) -> str:
     parts = ["## LDL benchmark", "",
              "10-fold cross-validation of Geng's maximum-entropy model (softxent, optax's "
-             "L-BFGS) against SA-BFGS as PyLDL runs it (SciPy's L-BFGS-B) on the same folds in "
-             "the same process; mean ± std over folds. Seconds include tracing and compiling.",
+             "L-BFGS); where a run has the peer (`--peer`), SA-BFGS as PyLDL runs it (SciPy's "
+             "L-BFGS-B) on the same folds in the same process. Mean ± std over folds; seconds "
+             "include tracing and compiling.",
              ""]
     for path in paths:
         env, results = _split(load(path), "results")
