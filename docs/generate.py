@@ -16,6 +16,7 @@ Everything this writes is under ``docs/proofs/`` and ``docs/results/`` (ignored 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -173,6 +174,12 @@ def proofs() -> list[str]:
     return ["proofs/index.md", *written]
 
 
+# A numbered step as Derivation.render("markdown") writes it: "N. claim *(how)*", where the
+# how may hold one pair of parentheses.
+_STEP = re.compile(
+    r"^(?P<number>\d+)\. (?P<claim>.*) \*\((?P<how>[^()]*(?:\([^()]*\))?[^()]*)\)\*$")
+
+
 def _proof_page(markdown: str) -> tuple[str, str]:
     """The derivation's title, and its body with headings one level up and each formula
     indented into its numbered step."""
@@ -186,6 +193,10 @@ def _proof_page(markdown: str) -> tuple[str, str]:
             line = line[1:]
         elif line.startswith("   $$"):
             line = " " + line  # four spaces: a continuation of the list item
+        elif (step := _STEP.match(line)) is not None:
+            # A claim quotes formulas in plain text (p*, 2*q, p_i): not Markdown emphasis.
+            claim = re.sub(r"([*_])", r"\\\1", step["claim"])
+            line = f"{step['number']}. {claim} *({step['how']})*"
         body.append(line)
     return title, "\n".join(body) + "\n"
 
