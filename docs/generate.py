@@ -305,12 +305,16 @@ def ldl_page(paths: list[Path], figures: Path) -> str:
              "include tracing and compiling.",
              ""]
     for path in paths:
-        env, results = _split(load(path), "results")
-        if isinstance(results, dict):
-            results = [results]
+        data = load(path)
+        env, results = _split(data, "results")
+        if isinstance(results, dict):  # `softxent ldl --data FILE --json`: one dataset
+            env = results.get("environment")
+            results = [{k: v for k, v in results.items() if k != "environment"}]
         regularised = any(r.get("l2") not in (0, 0.0, None) for r in results)
         title = ("The penalty chosen per fold (`--l2 auto`)" if regularised
                  else "Unregularised (Geng's model)")
+        if len(results) == 1:
+            title += f": {results[0]['dataset']}"
         parts += [f"### {title}", "", environment(env, f"benchmarks/results/{path.name}")]
         ours = sum(r["seconds"] for r in results)
         line = f"Total seconds over the {len(results)} datasets: softxent {ours:.0f}"
@@ -320,7 +324,7 @@ def ldl_page(paths: list[Path], figures: Path) -> str:
         figure = _ldl_figure(results, figures / f"{path.stem}_kl.png")
         parts += [f"![KL of softxent and the peer per dataset]({figure})", "",
                   _ldl_table(results), ""]
-        skipped = load(path).get("skipped", []) if isinstance(load(path), dict) else []
+        skipped = data.get("skipped", []) if isinstance(data, dict) else []
         parts += [f"Skipped {s}\n" for s in skipped]
     return "\n".join(parts)
 
@@ -449,7 +453,7 @@ def results(source: Path = RESULTS, out: Path = RESULTS_OUT) -> list[str]:
              "benchmarks/results/large_vocab.json`.",
              render("large_vocab.json", lambda p: large_vocab_page(p, figures))),
     ]
-    ldl_files = [source / n for n in ("ldl.json", "ldl_l2_auto.json") if (source / n).exists()]
+    ldl_files = [p for p in sorted(source.glob("ldl*.json")) if p.name != "ldl_inverse_map.json"]
     used.update(p.name for p in ldl_files)
     ldl_body = [ldl_page(ldl_files, figures)] if ldl_files else []
     ldl_body += render("ldl_inverse_map.json",
