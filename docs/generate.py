@@ -42,7 +42,9 @@ PROOFS: dict[str, str] = {
 
 # The results files this repository commits, with the command that writes each. A missing one
 # is a build error; files other helpers or users add are rendered when present.
-COMMITTED: dict[str, str] = {}
+COMMITTED: dict[str, str] = {
+    "ldl.json": "softxent ldl --data-dir ../shared/data/ldl --normalize --json",
+}
 
 # Optional known files: rendered on their page when present, named as absent otherwise.
 KNOWN_OPTIONAL: dict[str, str] = {
@@ -119,6 +121,8 @@ def generic(data: Any) -> str:
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict) and set(value) == {"mean", "std"}:
+        return f"{value['mean']:.4f} ± {value['std']:.4f}"
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
