@@ -44,6 +44,8 @@ PROOFS: dict[str, str] = {
 # is a build error; files other helpers or users add are rendered when present.
 COMMITTED: dict[str, str] = {
     "ldl.json": "softxent ldl --data-dir ../shared/data/ldl --normalize --json",
+    "ldl_sjaffe_l2_auto.json": "softxent ldl --data ../shared/data/ldl/SJAFFE.mat --l2 auto "
+    "--peer --json",
 }
 
 # Optional known files: rendered on their page when present, named as absent otherwise.
