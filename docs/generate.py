@@ -221,9 +221,9 @@ def saved_table(path: Path) -> str:
 
 def bench_page(path: Path, figures: Path) -> str:
     env, rows = _split(load(path), "rows")
-    figure = _bench_figure(rows, figures / "bench_speedup.png")
+    figure = _bench_figure(rows, figures / f"{path.stem}_speedup.png")
     return "\n".join([
-        "## softxent against optax",
+        f"## softxent against optax (`{path.name}`)",
         "",
         "`jit(value_and_grad(mean loss))` in the logits; medians of repeated samples, the "
         "implementations of a case sampled in turn. *x optax* is optax's time over softxent's "
@@ -269,7 +269,7 @@ def _bench_figure(rows: list[dict[str, Any]], name: Path) -> str:
 
 def large_vocab_page(path: Path, figures: Path) -> str:
     env, rows = _split(load(path), "rows")
-    figure = _large_vocab_figure(rows, figures / "large_vocab_memory.png")
+    figure = _large_vocab_figure(rows, figures / f"{path.stem}_memory.png")
     return "\n".join([
         "## Chunked linear forms against forming the logits",
         "",
@@ -449,15 +449,20 @@ def results(source: Path = RESULTS, out: Path = RESULTS_OUT) -> list[str]:
         used.add(filename)
         return [renderer(path)]
 
+    def render_all(pattern: str, renderer: Callable[[Path], str]) -> list[str]:
+        paths = sorted(source.glob(pattern))
+        used.update(p.name for p in paths)
+        return [renderer(p) for p in paths]
+
     pages = [
         page("benchmarks.md", "Benchmarks",
              "How to regenerate: `softxent bench --json > benchmarks/results/bench.json` "
              "(see `benchmarks/README.md`).",
-             render("bench.json", lambda p: bench_page(p, figures))),
+             render_all("bench*.json", lambda p: bench_page(p, figures))),
         page("large_vocab.md", "Large vocabulary",
              "How to regenerate: `softxent bench --large-vocab --json > "
              "benchmarks/results/large_vocab.json`.",
-             render("large_vocab.json", lambda p: large_vocab_page(p, figures))),
+             render_all("large_vocab*.json", lambda p: large_vocab_page(p, figures))),
     ]
     ldl_files = [p for p in sorted(source.glob("ldl*.json")) if p.name != "ldl_inverse_map.json"]
     used.update(p.name for p in ldl_files)

@@ -122,6 +122,7 @@ def test_results_pages_show_the_saved_numbers_and_where_they_were_measured(tmp_p
     assert "| kl_divergence | 4x8 | float32 | 3.1 | 2.2 | 4.3 | 1.41 |" in bench
     assert "Test CPU" in bench and "1.5, 1.0, 0.5" in bench and "2026-01-02" in bench
     assert (tmp_path / "out" / "figures" / "bench_speedup.png").stat().st_size > 0
+    assert "![Speed-up over optax](figures/bench_speedup.png)" in bench
     ldl = (tmp_path / "out" / "ldl.md").read_text()
     assert "| Toy | softxent maxent | 0.1234 ± 0.0101 |" in ldl
     assert "2.50 (2.0× softxent's time)" in ldl and "Skipped Bad.mat: broken" in ldl
