@@ -4,7 +4,7 @@ import json
 import platform
 from importlib.metadata import version
 
-from softxent._environment import environment
+from softxent.bench import environment
 
 
 def test_environment_names_the_machine_versions_date_and_load():
@@ -21,7 +21,7 @@ def test_environment_names_the_machine_versions_date_and_load():
 
 
 def test_a_missing_package_is_named_not_installed(monkeypatch):
-    import softxent._environment as env
+    import softxent.bench._environment as env
 
     monkeypatch.setattr(env, "PACKAGES", ("jax", "no-such-package-anywhere"))
     assert environment()["versions"]["no-such-package-anywhere"] == "not installed"

@@ -3,10 +3,12 @@
 :mod:`softxent.bench.speed` times softxent's losses against optax and a
 naive form (``softxent bench``); ``_ldl`` cross-validates softxent's LDL models
 and the SciPy SA-BFGS peer (``_ldl_peer``) on an LDL dataset, printed beside
-the published figures (``_published``) by ``softxent ldl``. The speed bench needs the ``bench`` extra
-and the LDL benchmark the ``ldl`` extra.
+the published figures (``_published``) by ``softxent ldl``. :func:`environment` is the
+record of the machine, versions, date and load that their ``--json`` output carries. The
+speed bench needs the ``bench`` extra and the LDL benchmark the ``ldl`` extra.
 """
 
+from ._environment import environment as environment
 from ._ldl import cross_validate as cross_validate
 from ._ldl import cross_validate_peer as cross_validate_peer
 from ._ldl import fold_assignment as fold_assignment

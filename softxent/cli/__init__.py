@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .._optional import MissingExtra, missing_extra, require
 
     args = build_parser().parse_args(argv)
-    # Recorded in the results a command saves (see softxent/_environment.py).
+    # Recorded in the results a command saves (see softxent/bench/_environment.py).
     args.command_line = shlex.join(["softxent", *(sys.argv[1:] if argv is None else argv)])
     try:
         for module, extra in args.needs:

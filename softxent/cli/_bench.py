@@ -90,7 +90,7 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
 
 def _environment(args: argparse.Namespace) -> dict[str, Any]:
     """Where and when this run happens, taken before it starts (the load average then)."""
-    from .._environment import environment
+    from ..bench._environment import environment
 
     return environment(args.command_line)
 

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         softmax_loss(args.loss)
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
-    from .._environment import environment
+    from ..bench._environment import environment
 
     # Taken before the fits start: the load average then says how busy the machine was.
     run_environment = environment(args.command_line)

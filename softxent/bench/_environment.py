@@ -46,7 +46,7 @@ def environment(command: str | None = None) -> dict[str, Any]:
       ``command``.
 
     Example:
-      >>> from softxent._environment import environment
+      >>> from softxent.bench import environment
       >>> record = environment("softxent bench --quick")
       >>> sorted(record["versions"])[:3]
       ['jax', 'jaxlib', 'numpy']
