@@ -416,16 +416,21 @@ def _save(fig: Any, path: Path) -> str:
 # -- the pages ------------------------------------------------------------------------------
 
 
-def results(source: Path = RESULTS, out: Path = RESULTS_OUT) -> list[str]:
-    """The results pages for every file under ``source``, written to ``out``."""
+def results(source: Path = RESULTS, out: Path = RESULTS_OUT,
+            committed: dict[str, str] | None = None) -> list[str]:
+    """The results pages for every file under ``source``, written to ``out``; ``committed``
+    (default: ``COMMITTED`` for this repository's folder, none for another) names the files
+    that must be there."""
+    if committed is None:
+        committed = COMMITTED if source == RESULTS else {}
     if out.exists():
         shutil.rmtree(out)
     figures = out / "figures"
     figures.mkdir(parents=True)
-    missing = [name for name in COMMITTED if not (source / name).exists()]
+    missing = [name for name in committed if not (source / name).exists()]
     if missing:
         raise BuildError("missing results file(s) "
-                         + ", ".join(f"{source / m} (made by `{COMMITTED[m]}`)"
+                         + ", ".join(f"{source / m} (made by `{committed[m]}`)"
                                      for m in missing))
     files = sorted(source.glob("*.json"))
     experiment_folders = sorted(p.parent for p in source.glob("experiments/*/summary.json"))
