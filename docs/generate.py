@@ -44,6 +44,7 @@ PROOFS: dict[str, str] = {
 # is a build error; files other helpers or users add are rendered when present.
 COMMITTED: dict[str, str] = {
     "bench_quick.json": "softxent bench --quick --json",
+    "large_vocab.json": "softxent bench --large-vocab --json",
     "ldl.json": "softxent ldl --data-dir ../shared/data/ldl --normalize --json",
     "ldl_sjaffe_l2_auto.json": "softxent ldl --data ../shared/data/ldl/SJAFFE.mat --l2 auto "
     "--peer --json",
