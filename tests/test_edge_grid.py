@@ -188,3 +188,29 @@ def test_elementwise_where_masks_value_and_gradient():
         assert np.isfinite(float(f(x))), spec.name
         g = jax.grad(f)(x)
         assert float(g[1]) == 0.0 and np.all(np.isfinite(g)), spec.name
+
+
+# -- where exp overflows: values and second derivatives ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "top"), [(jnp.float32, 87.0), (jnp.float32, 88.5), (jnp.float64, 708.0)]
+)
+def test_js_divergence_is_finite_and_at_most_log_2_where_exp_underflows(dtype, top):
+    z = jnp.array([top, 0.0], dtype)
+    value = float(softxent.js_divergence(z, jnp.array([1.0, 0.0], dtype)))
+    # Exactly: (log 2 / 2) e^-top to first order, below the dtype's smallest normal.
+    assert 0.0 <= value <= float(jnp.finfo(dtype).tiny)
+    swapped = float(softxent.js_divergence(z, jnp.array([0.0, 1.0], dtype)))
+    np.testing.assert_allclose(swapped, np.log(2.0), rtol=4 * float(jnp.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "size"), [(jnp.float32, 30.0), (jnp.float32, 80.0), (jnp.float64, 250.0)]
+)
+def test_js_divergence_hessian_is_finite_at_saturated_logits(dtype, size):
+    q = jnp.array([0.0, 1.0, 0.0], dtype)
+    f = lambda z: softxent.js_divergence(z, q)
+    z = jnp.array([size, 0.0, -size], dtype)
+    assert np.isfinite(float(f(z)))
+    assert np.all(np.isfinite(np.asarray(jax.hessian(f)(z))))

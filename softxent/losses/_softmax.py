@@ -20,6 +20,7 @@ from .._numerics import (
     masked_log_softmax,
     masked_sum,
     safe_log,
+    softplus,
     xlogx,
     xlogy,
 )
@@ -263,12 +264,30 @@ def js_divergence(
     name = "js_divergence"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
-    p = jnp.exp(log_p)
-    if where is not None:
-        targets = jnp.where(where, targets, 0)
-    log_m = safe_log(0.5 * (p + targets))
-    terms = xlogy(targets, safe_log(targets) - log_m) + xlogy(p, log_p - log_m)
+    log_q = safe_log(targets)  # prepare has zeroed the masked targets
+    # log(p / m) and log(q / m) from the log-ratio d = log q - log p alone: m is
+    # never formed, so it cannot underflow to 0 beside a finite p (0.5 * p is
+    # subnormal, and flushed, for p near the smallest normal), and the
+    # derivatives carry no 1/m^2 (inf in float32 from p ~ 1e-19).
+    both = jnp.isfinite(log_p) & jnp.isfinite(log_q)
+    one_sided = jnp.where(jnp.isfinite(log_q), jnp.inf, -jnp.inf).astype(log_p.dtype)
+    d = jnp.where(both, log_q - jnp.where(both, log_p, 0), one_sided)
+    terms = xlogy(jnp.exp(log_p), _log_two_over_one_plus_exp(d))
+    terms = terms + xlogy(targets, _log_two_over_one_plus_exp(-d))
     return apply_reduction(name, 0.5 * masked_sum(terms, axis, where), reduction)
+
+
+def _log_two_over_one_plus_exp(d: jax.Array) -> jax.Array:
+    """log(2 / (1 + e^d)), which is log(x / m) for x = p, d = log(q / p) (and q, -d).
+
+    Near d = 0 it is -log1p(expm1(d) / 2), without the cancellation of
+    log 2 - softplus(d); above d = 1 that difference loses under a bit and
+    expm1 would overflow. -inf at d = inf, log 2 at d = -inf.
+    """
+    small = d < 1
+    near = -jnp.log1p(expm1(jnp.where(small, d, 0)) / 2)
+    far = jnp.log(2.0).astype(d.dtype) - softplus(jnp.where(small, 1, d))
+    return jnp.where(small, near, far)
 
 
 @export_loss()
