@@ -193,6 +193,14 @@ def test_elementwise_where_masks_value_and_gradient():
 # -- where exp overflows: values and second derivatives ------------------------------
 
 
+def _exact_second_derivative(f, x: float) -> float:
+    """f''(x) by mpmath, with digits to spare beyond the e^-x terms that it holds."""
+    import mpmath
+
+    with mpmath.workdps(60 + int(abs(x))):
+        return float(mpmath.diff(f, mpmath.mpf(x), 2))
+
+
 @pytest.mark.parametrize(
     ("dtype", "top"), [(jnp.float32, 87.0), (jnp.float32, 88.5), (jnp.float64, 708.0)]
 )
@@ -214,3 +222,29 @@ def test_js_divergence_hessian_is_finite_at_saturated_logits(dtype, size):
     z = jnp.array([size, 0.0, -size], dtype)
     assert np.isfinite(float(f(z)))
     assert np.all(np.isfinite(np.asarray(jax.hessian(f)(z))))
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+@pytest.mark.parametrize(
+    ("dtype", "x"), [(jnp.float32, 50.0), (jnp.float32, 87.0), (jnp.float64, 400.0),
+                     (jnp.float64, 700.0)]
+)
+def test_sigmoid_focal_hessian_is_finite_for_hard_targets(dtype, x, gamma):
+    for sign, y in [(1, 1.0), (-1, 0.0), (1, 0.0), (-1, 1.0)]:
+        f = lambda x: jnp.sum(softxent.sigmoid_focal_loss(x, jnp.array([y], dtype), gamma=gamma))
+        h = np.asarray(jax.hessian(f)(jnp.array([sign * x], dtype)))
+        assert np.all(np.isfinite(h)), (sign * x, y, h)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+@pytest.mark.parametrize("x", [40.0, 60.0, 300.0])
+def test_sigmoid_focal_second_derivative_is_accurate_in_float64(x, gamma):
+    import mpmath
+
+    def loss(x):  # target 0: sigma(x)^gamma softplus(x)
+        return (1 / (1 + mpmath.exp(-x))) ** gamma * mpmath.log1p(mpmath.exp(x))
+
+    ours = jax.hessian(
+        lambda x: jnp.sum(softxent.sigmoid_focal_loss(x, jnp.zeros(1), gamma=gamma))
+    )(jnp.array([x]))
+    np.testing.assert_allclose(float(ours[0, 0]), _exact_second_derivative(loss, x), rtol=1e-12)

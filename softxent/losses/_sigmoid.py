@@ -12,7 +12,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
-from .._numerics import softplus
+from .._numerics import safe_log, softplus
 from .._validation import check_broadcasts_to
 from ._common import as_param, prepare
 from ._export import Param, apply_reduction, export_loss
@@ -25,6 +25,24 @@ def _times(weight: jax.Array, value: jax.Array) -> jax.Array:
 
 def _masked(loss: jax.Array, where: jax.Array | None) -> jax.Array:
     return loss if where is None else jnp.where(where, loss, 0)
+
+
+def _log_miss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)), formed in log space.
+
+    With log sigma(-x) = -softplus(x), the two terms are log-summed around the
+    larger one, so the sum inside the log lies in [1, 2]: its derivatives of every
+    order stay finite where sigma(-x) underflows (a quotient by sigma(-x)^2 would be
+    0/0), and they are accurate where sigma(x) rounds to 1 (sigma's own derivative,
+    sigma (1 - sigma), rounds to 0 there). A zero target weight drops its term.
+    """
+    hit = safe_log(targets) - softplus(logits)  # log(y sigma(-x))
+    miss = safe_log(1 - targets) - softplus(-logits)  # log((1 - y) sigma(x))
+    top = lax.stop_gradient(jnp.maximum(hit, miss))
+    top = jnp.where(jnp.isfinite(top), top, 0)
+    total = jnp.exp(hit - top) + jnp.exp(miss - top)
+    live = total > 0
+    return jnp.where(live, top + jnp.log(jnp.where(live, total, 1)), -jnp.inf)
 
 
 def _bce_from_logits(
@@ -255,10 +273,10 @@ def sigmoid_focal_loss(
     logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
     gamma = as_param(gamma, dtype)
     ce = _bce_from_logits(logits, targets, None)
-    miss = targets * jax.nn.sigmoid(-logits) + (1 - targets) * jax.nn.sigmoid(logits)
-    positive = miss > 0
+    log_miss = _log_miss(logits, targets)
+    finite = jnp.isfinite(log_miss)
     at_zero = jnp.where(gamma == 0, 1, 0).astype(dtype)
-    weight = jnp.where(positive, jnp.exp(gamma * jnp.log(jnp.where(positive, miss, 1))), at_zero)
+    weight = jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_miss, 0)), at_zero)
     loss = _times(weight, ce)
     if alpha is not None:
         a = as_param(alpha, dtype)
