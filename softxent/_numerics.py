@@ -103,7 +103,11 @@ def log1mexp(log_p: jax.Array) -> jax.Array:
     near_zero = log_p > -0.6931471805599453
     inside = log_p < 0
     a = jnp.where(inside, log_p, -1.0)
-    value = jnp.where(near_zero, jnp.log(-expm1(a)), jnp.log1p(-jnp.exp(a)))
+    # Each branch sees only its own inputs: log1p(-e^a) has an infinite derivative
+    # where e^a rounds to 1, which a zero cotangent would turn into NaN.
+    near = jnp.log(-expm1(jnp.where(near_zero, a, -1.0)))
+    far = jnp.log1p(-jnp.exp(jnp.where(near_zero, -1.0, a)))
+    value = jnp.where(near_zero, near, far)
     return jnp.where(inside, value, -jnp.inf)
 
 
@@ -128,10 +132,19 @@ def _log_softmax(logits: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
     logits = jnp.where(has_pos_inf, limit, logits)
     shift = jnp.where(jnp.isfinite(peak), peak, 0)
     shifted = logits - shift
-    total = jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True)
-    # A row with no finite mass (fully masked) would give log(0) and a 0/0 derivative.
-    total = jnp.where(total > 0, total, 1)
-    return shifted - jnp.log(total)
+    # The normaliser is 1 + rest, the top entry's exp(0) = 1 left out of the sum, and
+    # its log is log1p(rest): log(1 + rest) would round the top class's log p to 0
+    # once rest < eps, losing 1 - p_top (and every derivative of (1 - p)^gamma) for a
+    # saturated row. A fully masked row has rest = 0 and stays at -inf, with no 0/0.
+    is_top = _is_top(logits, axis)
+    rest = jnp.sum(jnp.where(is_top, 0, jnp.exp(shifted)), axis=axis, keepdims=True)
+    return shifted - jnp.log1p(rest)
+
+
+def _is_top(logits: jax.Array, axis: int) -> jax.Array:
+    """True at the first largest entry along ``axis`` (ties: the first one)."""
+    top_index = jnp.argmax(logits, axis=axis, keepdims=True)
+    return lax.broadcasted_iota(top_index.dtype, logits.shape, axis) == top_index
 
 
 @_log_softmax.defjvp
@@ -149,8 +162,7 @@ def _log_softmax_jvp(axis: int, primals, tangents):
     log_p = _log_softmax(logits, keep, axis)
     p = jnp.exp(log_p)
     masked = jnp.where(keep, logits, -jnp.inf)
-    top_index = jnp.argmax(masked, axis=axis, keepdims=True)
-    is_top = lax.broadcasted_iota(top_index.dtype, logits.shape, axis) == top_index
+    is_top = _is_top(masked, axis)
     d_top = jnp.sum(jnp.where(is_top, d_logits, 0), axis=axis, keepdims=True)
     relative = jnp.where(keep & ~is_top, d_logits - d_top, 0)
     d_log_p = relative - jnp.sum(p * relative, axis=axis, keepdims=True)

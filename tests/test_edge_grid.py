@@ -248,3 +248,28 @@ def test_sigmoid_focal_second_derivative_is_accurate_in_float64(x, gamma):
         lambda x: jnp.sum(softxent.sigmoid_focal_loss(x, jnp.zeros(1), gamma=gamma))
     )(jnp.array([x]))
     np.testing.assert_allclose(float(ours[0, 0]), _exact_second_derivative(loss, x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+@pytest.mark.parametrize("x", [40.0, 60.0, 300.0])
+def test_softmax_focal_second_derivative_is_accurate_in_float64(x, gamma):
+    import mpmath
+
+    def loss(x):  # logits [x, 0], target [0, 1]: -(1 - p_1)^gamma log p_1, p_1 = sigma(-x)
+        return (1 / (1 + mpmath.exp(-x))) ** gamma * mpmath.log1p(mpmath.exp(x))
+
+    q = jnp.array([0.0, 1.0])
+    ours = jax.hessian(lambda z: softxent.focal_cross_entropy(z, q, gamma=gamma))(
+        jnp.array([x, 0.0])
+    )
+    np.testing.assert_allclose(float(ours[0, 0]), _exact_second_derivative(loss, x), rtol=1e-12)
+    # The top class's own weight (1 - p_0)^gamma = sigma(-x)^gamma, with target [1, 0].
+    def top_loss(x):
+        return (1 / (1 + mpmath.exp(x))) ** gamma * mpmath.log1p(mpmath.exp(-x))
+
+    with mpmath.workdps(60 + int(x)):
+        exact = float(mpmath.diff(top_loss, mpmath.mpf(x)))
+    top = jax.grad(lambda z: softxent.focal_cross_entropy(z, q[::-1], gamma=gamma))(
+        jnp.array([x, 0.0])
+    )
+    np.testing.assert_allclose(float(top[0]), exact, rtol=1e-12)
