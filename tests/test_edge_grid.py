@@ -273,3 +273,17 @@ def test_softmax_focal_second_derivative_is_accurate_in_float64(x, gamma):
         jnp.array([x, 0.0])
     )
     np.testing.assert_allclose(float(top[0]), exact, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_log1p_is_accurate_where_xla_float64_log1p_is_not(dtype):
+    import mpmath
+
+    from softxent._numerics import log1p
+
+    x = np.linspace(-0.45, -0.33, 301).astype(dtype)
+    ours = np.asarray(log1p(jnp.asarray(x)), dtype=np.float64)
+    with mpmath.workdps(40):
+        exact = np.array([float(mpmath.log1p(mpmath.mpf(float(a)))) for a in x])
+    ulps = np.abs(ours - exact) / np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    assert ulps.max() <= 2, (x[np.argmax(ulps)], ulps.max())

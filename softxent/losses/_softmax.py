@@ -17,6 +17,7 @@ from jax.typing import ArrayLike
 from .._numerics import (
     expm1,
     log1mexp,
+    log1p,
     masked_log_softmax,
     masked_sum,
     safe_log,
@@ -285,7 +286,7 @@ def _log_two_over_one_plus_exp(d: jax.Array) -> jax.Array:
     expm1 would overflow. -inf at d = inf, log 2 at d = -inf.
     """
     small = d < 1
-    near = -jnp.log1p(expm1(jnp.where(small, d, 0)) / 2)
+    near = -log1p(expm1(jnp.where(small, d, 0)) / 2)
     far = jnp.log(2.0).astype(d.dtype) - softplus(jnp.where(small, 1, d))
     return jnp.where(small, near, far)
 
