@@ -94,9 +94,12 @@ def test_low_precision_inputs_compute_in_float32(spec, dtype):
         q = q.astype(dtype)
     low = spec.fn(z_low, q)
     assert low.dtype == jnp.float32
-    # Identical to the float32 computation on the same (rounded) predictions:
-    # the float32 targets are used as they are, not quantised to the input dtype.
-    np.testing.assert_array_equal(low, spec.fn(z_low.astype(jnp.float32), q))
+    # The float32 computation on the same (rounded) predictions: the float32 targets
+    # are used as they are, not quantised to the input dtype (that would differ by
+    # ~1e-3). XLA may compile the float32 arithmetic of a program that reads a
+    # low-precision input into different machine code (fused multiply-adds), so the
+    # last bit or two may differ.
+    np.testing.assert_allclose(low, spec.fn(z_low.astype(jnp.float32), q), rtol=2**-21, atol=0)
     grad = jax.grad(lambda z: spec.fn(z, q).sum())(z_low)
     assert grad.dtype == dtype
 
