@@ -287,3 +287,20 @@ def test_log1p_is_accurate_where_xla_float64_log1p_is_not(dtype):
         exact = np.array([float(mpmath.log1p(mpmath.mpf(float(a)))) for a in x])
     ulps = np.abs(ours - exact) / np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
     assert ulps.max() <= 2, (x[np.argmax(ulps)], ulps.max())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "x"), [(jnp.float32, -16.587), (jnp.float32, 30.0), (jnp.float64, 37.08),
+                     (jnp.float64, -300.0)]
+)
+def test_sigmoid_bce_second_derivative_keeps_its_relative_accuracy(dtype, x):
+    import mpmath
+
+    x = jnp.array([x], dtype)
+    h = jax.hessian(
+        lambda x: jnp.sum(softxent.sigmoid_binary_cross_entropy(x, jnp.full(1, 0.75, dtype)))
+    )(x)
+    exact_x = mpmath.mpf(float(x[0]))
+    with mpmath.workdps(200):  # sigma(x) sigma(-x), for every target
+        exact = float(1 / (1 + mpmath.exp(-exact_x)) / (1 + mpmath.exp(exact_x)))
+    np.testing.assert_allclose(float(h[0, 0]), exact, rtol=8 * float(jnp.finfo(dtype).eps))

@@ -12,7 +12,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
-from .._numerics import safe_log, softplus
+from .._numerics import safe_log, sigmoid, softplus
 from .._validation import check_broadcasts_to
 from ._common import as_param, prepare
 from ._export import Param, apply_reduction, export_loss
@@ -117,7 +117,7 @@ def _bce_value_and_slope(
     value = linear * blow_up * blow_up + (positive + negative) * jnp.log1p(jnp.exp(-size))
     x, y = (_widened(a, dtype) for a in (logits, targets))
     y = _smoothed(y, 1 - smoothing, smoothing / 2)
-    slope = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x) * pos_weight
+    slope = (1 - y) * sigmoid(x) - y * sigmoid(-x) * pos_weight
     return value, slope
 
 
