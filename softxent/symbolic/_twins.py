@@ -60,7 +60,7 @@ def _sigmoid_bce(p, q, P):
 
 def _sigmoid_focal(p, q, P):
     ce = -(q * sp.log(p) + (1 - q) * sp.log(1 - p))
-    miss = 1 - (p * q + (1 - p) * (1 - q))
+    miss = q * (1 - p) + (1 - q) * p  # 1 - p_t, as the JAX loss forms it
     loss = ce * miss ** P["gamma"]
     if P.get("alpha") is not None:
         loss = (P["alpha"] * q + (1 - P["alpha"]) * (1 - q)) * loss

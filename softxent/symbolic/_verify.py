@@ -1,21 +1,60 @@
-"""Check the shipped JAX losses against their SymPy twins with ``jax.grad``.
+r"""Check the shipped JAX losses against their SymPy twins: values, gradients, Hessians.
 
-For every registry loss (at its defaults and at one non-default setting), the
-gradient of the JAX loss in float64 is compared with the SymPy gradient of the
-twin, evaluated by mpmath at 30 significant digits, on points that include the
-boundary regions: probabilities within 1e-6 of 0 or 1 and logits up to |z| = 50.
+For every registry loss, at its defaults and at one non-default setting, in
+float32 and float64, three orders are compared with the SymPy twin evaluated by
+mpmath:
 
-The error at a point is normwise: ‖g_jax − g_sym‖∞ / ‖g_sym‖∞ (relative) and
-‖g_jax − g_sym‖∞ (absolute). A loss fails if any point's relative error
-exceeds the tolerance (1e-10 by default).
+- order 0, the value;
+- order 1, ``jax.grad`` in the predictions;
+- order 2, a Hessian-vector product, forward over reverse (``jax.jvp`` of
+  ``jax.grad``) along a random direction ``v``.
+
+Points. Each row is drawn from one of these regions, in the dtype: moderate
+logits (normal, scale 3); saturated logits, out to 1.2 times the log of the
+largest float (past where exp overflows: about 88.7 in float32 and 709.8 in
+float64); logits within a relative 1e-3 of that overflow point; huge logits, out
+to the largest finite float for the elementwise losses and to half of it in a
+softmax row (so that the row's logit differences stay finite); rows that mix
+these scales. Probabilities run to one ulp of 1 (``1 - eps/2``) and to the
+smallest normal float (XLA flushes subnormal inputs to 0 on the CPU, so below
+it the loss sees 0); targets include exact 0 and exact 1 (one-hot rows, a zero
+class). The JAX function and the reference see the same rounded inputs.
+
+Reference. The twin's value, gradient and Hessian (so ``H v``) are lambdified
+for mpmath and evaluated with digits to spare beyond the cancellation the row
+allows (30 + 2 max|z| / ln 10 digits, the exponent capped at e^-760, below every
+float64): ``1 - p`` is written as the sum of the other classes' probabilities
+(softmax) or as ``sigmoid(-x)`` (sigmoid), so that nothing cancels at huge
+logits. A zero target is the limit from above (evaluated at 1e-(digits + 40));
+where that limit diverges the exact value is infinite (reverse KL).
+
+Error measure. At a point, with exact order-k quantity ``r`` (the value, or the
+vector over the classes) and computed ``c``::
+
+    e = ||c - r||_inf / max(u ||r||_inf, phi, tiny)
+
+with ``u`` the dtype's unit roundoff (2^-24, 2^-53), ``tiny`` its smallest
+normal number, and ``phi`` the resolution floor: the change of ``r`` itself
+when every input (predictions and targets) moves by one unit roundoff, ``phi =
+||r(x (1 + u s), t (1 + u s')) - r(x, t)||_inf`` for fixed random signs ``s,
+s'`` (exactly: ``u`` times that directional derivative, by mpmath). So ``e``
+counts units of roundoff: a relative error in units of ``u`` where ``r`` is well
+determined by the inputs, and an absolute error in units of ``phi`` where the
+rounding of the inputs alone already moves ``r`` by more than ``u |r|`` (near a
+cancellation, such as the gradient at a minimiser). A loss passes an order in a
+dtype if ``e <= TOLERANCE`` at every point where the exact value is finite in the
+dtype; where an exact derivative overflows the dtype the computed one must be
+infinite, not NaN, and where the exact value overflows the computed value must
+be inf.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mpmath
@@ -26,7 +65,13 @@ from .._registry import LossSpec, list_losses
 from ._twins import Twin, symbols, twin
 
 K = 3  # classes for the class losses
-TOLERANCE = 1e-10
+ORDERS = (0, 1, 2)
+DTYPES = ("float32", "float64")
+# The largest error, in units of roundoff (see the module docstring), that passes.
+TOLERANCE = 64.0
+# The absolute floor, in units of the dtype's smallest normal number (see the docstring).
+TINY_FLOOR = 2.0**20
+ORDER_NAMES = {0: "value", 1: "gradient", 2: "Hessian-vector product"}
 
 # One non-default setting per loss with parameters, so the parameters are verified too.
 VARIANTS: dict[str, dict[str, float]] = {
@@ -39,92 +84,328 @@ VARIANTS: dict[str, dict[str, float]] = {
     "distillation_loss": {"temperature": 4.0},
 }
 
+_STEP_DIGITS = 20  # the directional derivative's step, 10^-20 relative
+_EXTRA_DIGITS = 25  # digits added for the perturbed evaluation
+
 
 @dataclasses.dataclass(frozen=True)
 class Result:
+    """The worst error of one loss setting, at one order, in one dtype."""
+
     loss: str
     params: dict[str, Any]
-    points: int
-    max_abs_err: float
-    max_rel_err: float
+    order: int
+    dtype: str
+    points: int  # points where the order was compared
+    max_err: float  # in units of roundoff (see the module docstring)
+    worst: dict[str, Any]  # the worst point: inputs, exact and computed
+    failures: list[str]  # points where the computed result is NaN or wrongly infinite
 
     @property
     def passed(self) -> bool:
-        return self.max_rel_err <= TOLERANCE
+        return not self.failures and self.max_err <= TOLERANCE
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "passed": self.passed}
 
+    def describe(self) -> str:
+        """One line naming the loss, order, dtype and the worst point."""
+        params = ", ".join(f"{k}={v:g}" for k, v in self.params.items()) or "defaults"
+        text = (f"{self.loss} ({params}), order {self.order} ({ORDER_NAMES[self.order]}), "
+                f"{self.dtype}: error {self.max_err:.3g} units of roundoff")
+        if self.worst:
+            w = self.worst
+            text += (f" at predictions={w['predictions']}, targets={w['targets']}"
+                     + (f", v={w['direction']}" if self.order == 2 else "")
+                     + f" (exact {w['exact']}, computed {w['computed']})")
+        if self.failures:
+            text += f"; {len(self.failures)} non-finite: {self.failures[0]}"
+        return text
 
-def _sample(spec: LossSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and targets, a third of them in the boundary regions."""
-    boundary = rng.random(n) < 1 / 3
+
+# -- points -------------------------------------------------------------------------
+
+
+def _logit_rows(rng: np.random.Generator, n: int, width: int, dtype: np.dtype,
+                limit: float) -> np.ndarray:
+    info = np.finfo(dtype)
+    overflow = float(np.log(info.max))
+    region = rng.integers(0, 5, size=(n, 1))
+    x = rng.normal(0, 3, size=(n, width))
+    sign = rng.choice([-1.0, 1.0], size=(n, width))
+    saturated = rng.uniform(-1.2 * overflow, 1.2 * overflow, size=(n, width))
+    edge = sign * overflow * (1 + rng.uniform(-1e-3, 1e-3, size=(n, width)))
+    huge = sign * 10 ** rng.uniform(math.log10(overflow), math.log10(limit), size=(n, width))
+    huge[rng.random((n, width)) < 0.1] = 1.0  # a few rows reach +-limit exactly
+    huge = np.where(huge == 1.0, sign * limit, huge)
+    choices = np.stack([x, saturated, edge, huge])
+    mixed = np.take_along_axis(
+        choices, rng.integers(0, 4, size=(1, n, width)), axis=0
+    )[0]
+    x = np.select([region == 1, region == 2, region == 3, region == 4],
+                  [saturated, edge, huge, mixed], x)
+    return x.astype(dtype)
+
+
+def _probability_rows(rng: np.random.Generator, n: int, width: int,
+                      dtype: np.dtype) -> np.ndarray:
+    info = np.finfo(dtype)
+    u = float(info.eps) / 2
+    region = rng.integers(0, 4, size=(n, width))
+    uniform = rng.random((n, width))
+    near_zero = float(info.tiny) * rng.integers(1, 5, size=(n, width))
+    near_one = 1 - u * rng.integers(1, 5, size=(n, width))
+    log_spread = 10 ** rng.uniform(math.log10(float(info.tiny)), 0, size=(n, width))
+    p = np.select([region == 1, region == 2, region == 3],
+                  [near_zero, near_one, log_spread], uniform)
+    if width > 1:  # a probability vector; not renormalised (cross_entropy takes it as given)
+        p = np.where(region == 2, p / width, p)
+        soft = rng.dirichlet(np.ones(width), size=n)
+        p = np.where(rng.random((n, 1)) < 0.3, soft, p)
+    return p.astype(dtype)
+
+
+def _target_rows(spec: LossSpec, rng: np.random.Generator, n: int, width: int,
+                 dtype: np.dtype) -> np.ndarray:
+    if spec.targets == "logits":
+        return _logit_rows(rng, n, width, dtype, float(np.finfo(dtype).max) / 2)
+    if width == 1:
+        t = rng.random((n, 1))
+        kind = rng.integers(0, 4, size=(n, 1))
+        return np.select([kind == 1, kind == 2], [0.0, 1.0], t).astype(dtype)
+    t = rng.dirichlet(np.ones(width), size=n)
+    kind = rng.integers(0, 4, size=n)
+    t[kind == 1] = np.eye(width)[0]
+    t[kind == 2, 1] = 0.0
+    t = t / t.sum(axis=1, keepdims=True)
+    return t.astype(dtype)
+
+
+def sample(spec: LossSpec, n: int, rng: np.random.Generator,
+           dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions, targets and Hessian directions for ``spec``: ``n`` rows in ``dtype``.
+
+    Returned in float64, holding values exactly representable in ``dtype``.
+    """
+    np_dtype = np.dtype(dtype)
     width = K if spec.output == "per_example" else 1
     if spec.input == "probabilities":
-        if spec.output == "per_example":
-            x = rng.dirichlet(np.ones(K), size=n)
-            edge = rng.integers(0, K, size=n)
-            x[boundary, edge[boundary]] = 1e-6 * rng.random(boundary.sum())
-            x = x / x.sum(axis=1, keepdims=True)
-        else:
-            x = rng.random((n, 1))
-            near = 1e-6 * rng.random(n)
-            x[boundary, 0] = np.where(rng.random(boundary.sum()) < 0.5, near[boundary],
-                                      1 - near[boundary])
+        x = _probability_rows(rng, n, width, np_dtype)
     else:
-        x = rng.normal(0, 3, size=(n, width))
-        x[boundary] = rng.uniform(-50, 50, size=(boundary.sum(), width))
-    if spec.targets == "logits":
-        t = rng.normal(0, 3, size=(n, width))
-    elif spec.output == "per_example":
-        t = np.clip(rng.dirichlet(np.ones(K), size=n), 1e-4, None)
-        t = t / t.sum(axis=1, keepdims=True)
-    else:
-        t = rng.random((n, 1))
-    return x, t
+        limit = float(np.finfo(np_dtype).max) / (2 if spec.output == "per_example" else 1)
+        x = _logit_rows(rng, n, width, np_dtype, limit)
+    t = _target_rows(spec, rng, n, width, np_dtype)
+    v = rng.normal(0, 1, size=(n, width)).astype(np_dtype)
+    return x.astype(np.float64), t.astype(np.float64), v.astype(np.float64)
 
 
-@functools.cache
-def _symbolic_gradient(name: str, param_items: tuple[tuple[str, Any], ...]):
-    t: Twin = twin(name)
+# -- the reference ------------------------------------------------------------------
+
+
+def _complements(twin_: Twin, xs: Sequence[sp.Symbol]) -> tuple[list[sp.Expr], list[sp.Expr]]:
+    """The predicted probabilities in the logits and 1 - p written without cancellation."""
+    if twin_.link == "sigmoid":
+        (x,) = xs
+        return [1 / (1 + sp.exp(-x))], [1 / (1 + sp.exp(x))]
+    exps = [sp.exp(x) for x in xs]
+    total = sp.Add(*exps)
+    rest = [sp.Add(*[e for j, e in enumerate(exps) if j != i]) / total for i in range(len(xs))]
+    return [e / total for e in exps], rest
+
+
+def _expression(name: str, param_items: tuple[tuple[str, Any], ...]):
+    t = twin(name)
     params = t.parameters(dict(param_items))
     width = K if t.output == "per_example" else 1
     xs = symbols("x", width, real=True)
     ts = symbols("t", width, real=True)
-    args_x = xs if t.output == "per_example" else xs[0]
-    args_t = ts if t.output == "per_example" else ts[0]
+    arg_t = ts if t.output == "per_example" else ts[0]
     if t.input == "probabilities":
-        expr = t.in_probabilities(args_x, args_t, params)
+        expr = t.in_probabilities(xs if t.output == "per_example" else xs[0], arg_t, params)
+    elif t.targets == "logits":
+        expr = t.in_logits(xs, ts, params)
     else:
-        expr = t.in_logits(args_x, args_t, params)
-    gradient = [sp.diff(expr, xi) for xi in xs]
-    return sp.lambdify([*xs, *ts], gradient, "mpmath", cse=True)
+        # The probability form with 1 - p replaced by its cancellation-free expression.
+        ps = symbols("P", width, positive=True)
+        expr = t.in_probabilities(ps if t.output == "per_example" else ps[0], arg_t, params)
+        probs, rest = _complements(t, xs)
+        expr = expr.xreplace({1 - p: c for p, c in zip(ps, rest, strict=True)})
+        expr = expr.xreplace(dict(zip(ps, probs, strict=True)))
+    leftover = expr.free_symbols - set(xs) - set(ts)
+    if leftover:
+        raise ValueError(f"{name}: the twin in the logits still holds {sorted(map(str, leftover))}")
+    return expr, xs, ts
 
 
-def _jax_gradient(spec: LossSpec, params: Mapping[str, Any], x: np.ndarray, t: np.ndarray):
+@functools.cache
+def _reference_function(name: str, param_items: tuple[tuple[str, Any], ...],
+                        orders: tuple[int, ...]):
+    """mpmath function of (x..., t..., v...) giving [value, gradient..., H v...]."""
+    expr, xs, ts = _expression(name, param_items)
+    vs = symbols("v", len(xs), real=True)
+    outputs = [expr]
+    if 1 in orders or 2 in orders:
+        gradient = [sp.diff(expr, x) for x in xs]
+        outputs += gradient
+    if 2 in orders:
+        outputs += [sp.Add(*[sp.diff(g, x) * v for x, v in zip(xs, vs, strict=True)])
+                    for g in gradient]
+    return sp.lambdify([*xs, *ts, *vs], outputs, "mpmath", cse=True)
+
+
+@functools.cache
+def _value_function(name: str, param_items: tuple[tuple[str, Any], ...]):
+    expr, xs, ts = _expression(name, param_items)
+    return sp.lambdify([*xs, *ts], expr, "mpmath")
+
+
+def _digits(x: np.ndarray, t: np.ndarray, logits_targets: bool) -> int:
+    size = float(np.max(np.abs(x)))
+    if logits_targets:
+        size = max(size, float(np.max(np.abs(t))))
+    return 30 + math.ceil(min(2 * size, 760) / math.log(10)) + math.ceil(math.log10(1 + size))
+
+
+def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple[int, ...],
+              x: np.ndarray, t: np.ndarray, v: np.ndarray, signs: np.ndarray,
+              logits_targets: bool, probabilities: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact [value, gradient, H v] per row and the change under a one-ulp move.
+
+    Returns ``(exact, moved)``: ``exact`` rounded to float64 (inf where it
+    overflows), ``moved`` the directional derivative along ``(x s, t s')``,
+    ``signs = (s, s')``, per output (so ``u * |moved|`` is the floor phi).
+    """
+    f = _reference_function(name, param_items, orders)
+    value = _value_function(name, param_items)
+    width = x.shape[1]
+    outputs = 1 + (width if (1 in orders or 2 in orders) else 0) + (width if 2 in orders else 0)
+    exact = np.empty((len(x), outputs))
+    moved = np.empty((len(x), outputs))
+    step = mpmath.mpf(10) ** -_STEP_DIGITS
+    for i in range(len(x)):
+        digits = _digits(x[i], t[i], logits_targets)
+        with mpmath.workdps(digits + _EXTRA_DIGITS):
+            # Far below every term that it meets: for probability inputs, below
+            # q / p^3 (the Hessian's 1/p^2 times a zero target's limit).
+            smallest = min(1.0, float(np.min(np.abs(x[i])))) if not logits_targets else 1.0
+            zero = mpmath.mpf(10) ** -(digits + 40)
+            if probabilities and smallest > 0:
+                zero *= mpmath.mpf(smallest) ** 3
+            base = f(*map(mpmath.mpf, x[i]), *[mpmath.mpf(a) if a else zero for a in t[i]],
+                     *map(mpmath.mpf, v[i]))
+            sx, st = signs[i, :width], signs[i, width:]
+            xm = [mpmath.mpf(a) * (1 + s * step) for a, s in zip(x[i], sx, strict=True)]
+            # A target of 1 moves down, so that 1 - t stays a probability.
+            tm = [mpmath.mpf(a) * (1 + (-1 if a == 1 and not logits_targets else s) * step)
+                  if a else zero for a, s in zip(t[i], st, strict=True)]
+            shifted = f(*xm, *tm, *map(mpmath.mpf, v[i]))
+            diverges = False
+            if np.any(t[i] == 0):
+                # Does the value depend on how small the zero target is? Then its limit is infinite.
+                smaller = value(*map(mpmath.mpf, x[i]),
+                                *[mpmath.mpf(a) if a else zero**2 for a in t[i]])
+                diverges = abs(smaller - base[0]) > 1e-6 * abs(base[0])
+            for j, (a, b) in enumerate(zip(base, shifted, strict=True)):
+                exact[i, j] = _to_float(a)
+                moved[i, j] = _to_float((b - a) / step)
+            if diverges:
+                exact[i, 0] = math.copysign(math.inf, float(base[0]))
+    return exact, moved
+
+
+def _to_float(a: Any) -> float:
+    a = mpmath.mpf(a)
+    if mpmath.isnan(a):
+        return math.nan
+    if abs(a) > mpmath.mpf(np.finfo(np.float64).max):
+        return math.copysign(math.inf, float(mpmath.sign(a)))
+    return float(a)
+
+
+# -- the JAX side -------------------------------------------------------------------
+
+
+def _jax_outputs(spec: LossSpec, params: Mapping[str, Any], orders: tuple[int, ...],
+                 dtype: str, x: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[value, gradient, H v] per row from the shipped loss, in ``dtype``, as float64."""
     import jax
     import jax.numpy as jnp
 
-    def total(x, t):
+    def row_loss(x, t):
         return jnp.sum(spec.fn(x, t, **params))
 
-    return np.asarray(jax.jit(jax.grad(total))(jnp.asarray(x), jnp.asarray(t)))
+    gradient = jax.grad(row_loss)
+
+    def row(x, t, v):
+        parts = [row_loss(x, t)[None]]
+        if 1 in orders or 2 in orders:
+            parts.append(gradient(x, t))
+        if 2 in orders:
+            parts.append(jax.jvp(lambda x: gradient(x, t), (x,), (v,))[1])
+        return jnp.concatenate(parts)
+
+    arrays = [jnp.asarray(a, dtype=dtype) for a in (x, t, v)]
+    return np.asarray(jax.jit(jax.vmap(row))(*arrays), dtype=np.float64)
 
 
-def _reference(name: str, param_items: tuple[tuple[str, Any], ...], x: np.ndarray,
-               t: np.ndarray) -> np.ndarray:
-    """The SymPy gradient at each point, evaluated by mpmath at 50 digits.
+# -- errors -------------------------------------------------------------------------
 
-    50 digits leave over 25 correct digits after the worst cancellation the
-    sampled region allows (1 − σ(50) ≈ 2e-22), far beyond float64.
-    """
-    gradient = _symbolic_gradient(name, param_items)
-    out = np.empty(x.shape, dtype=np.float64)
-    with mpmath.workdps(50):
-        for i in range(len(x)):
-            row = gradient(*map(mpmath.mpf, x[i]), *map(mpmath.mpf, t[i]))
-            out[i] = [float(v) for v in row]
+
+def _slices(width: int, orders: tuple[int, ...]) -> dict[int, slice]:
+    out = {0: slice(0, 1)}
+    if 1 in orders or 2 in orders:
+        out[1] = slice(1, 1 + width)
+    if 2 in orders:
+        out[2] = slice(1 + width, 1 + 2 * width)
     return out
+
+
+def _fmt(a: np.ndarray) -> list[float] | float:
+    values = [float(f"{float(b):.10g}") for b in np.ravel(a)]
+    return values[0] if len(values) == 1 else values
+
+
+def compare(spec: LossSpec, params: Mapping[str, Any], order: int, dtype: str,
+            x: np.ndarray, t: np.ndarray, v: np.ndarray, exact: np.ndarray,
+            moved: np.ndarray, computed: np.ndarray, orders: tuple[int, ...]) -> Result:
+    """The error measure of the module docstring at every point, and the worst one."""
+    info = np.finfo(np.dtype(dtype))
+    u, top = float(info.eps) / 2, float(info.max)
+    floor = TINY_FLOOR * float(info.tiny)
+    part = _slices(x.shape[1], orders)[order]
+    r, c, m = exact[:, part], computed[:, part], moved[:, part]
+    value_finite = np.abs(exact[:, 0]) <= top
+    failures = []
+    if order == 0:
+        overflow = ~value_finite & ~np.isnan(exact[:, 0])
+        wrong = overflow & ~(np.isinf(c[:, 0]) & (np.sign(c[:, 0]) == np.sign(r[:, 0])))
+        failures += [f"row {i}: exact value {r[i, 0]:g} overflows {dtype}, computed {c[i, 0]:g}"
+                     for i in np.flatnonzero(wrong)]
+    fits = np.all(np.abs(r) <= top, axis=1)
+    live = value_finite & ~np.any(np.isnan(r), axis=1)
+    # An exact derivative beyond the dtype's range: the computed one must be inf, not NaN.
+    wide = live & ~fits
+    bad_wide = wide & np.any(np.isnan(c), axis=1)
+    failures += [f"row {i}: NaN where the exact {ORDER_NAMES[order]} overflows {dtype}"
+                 for i in np.flatnonzero(bad_wide)]
+    checked = live & fits
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.max(np.abs(c - r), axis=1)
+        diff = np.where(np.all(np.isfinite(c), axis=1), diff, np.inf)
+        scale = np.maximum.reduce([u * np.max(np.abs(r), axis=1), u * np.max(np.abs(m), axis=1),
+                                   np.full(len(r), floor)])
+        err = np.where(checked, diff / scale, 0.0)
+    err = np.where(np.isnan(err), np.inf, err)
+    failures += [f"row {i}: computed {_fmt(c[i])}, exact {_fmt(r[i])}"
+                 for i in np.flatnonzero(checked & ~np.all(np.isfinite(c), axis=1))]
+    worst: dict[str, Any] = {}
+    if checked.any():
+        i = int(np.argmax(np.where(checked, err, -1)))
+        worst = {"predictions": _fmt(x[i]), "targets": _fmt(t[i]), "direction": _fmt(v[i]),
+                 "exact": _fmt(r[i]), "computed": _fmt(c[i])}
+    return Result(spec.name, dict(params), order, dtype, int(checked.sum()),
+                  float(err.max()) if len(err) else 0.0, worst, failures)
 
 
 def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
@@ -138,12 +419,14 @@ def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
     return tasks
 
 
-def verify(points: int = 10_000, seed: int = 0, losses: list[str] | None = None,
+def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
+           orders: Sequence[int] = ORDERS, dtypes: Sequence[str] = DTYPES,
            workers: int | None = None) -> list[Result]:
     """Verify every registry loss (or ``losses``) at its defaults and its variant.
 
-    The JAX gradients run in this process; the mpmath references, the slow part,
-    are spread over ``workers`` processes (default: one per CPU).
+    One :class:`Result` per loss setting, order and dtype. The JAX side runs in
+    this process; the mpmath references, the slow part, are spread over
+    ``workers`` processes (default: one per CPU).
     """
     import multiprocessing
     import os
@@ -153,28 +436,38 @@ def verify(points: int = 10_000, seed: int = 0, losses: list[str] | None = None,
 
     if points < 1:
         raise ValueError(f"verify: points must be >= 1, got {points}")
-    # float64 is needed to check to 1e-10; it is switched on for this process.
-    jax.config.update("jax_enable_x64", True)
+    orders = tuple(sorted(set(orders)))
+    for order in orders:
+        if order not in ORDERS:
+            raise ValueError(f"verify: orders must be among {ORDERS}, got {order}")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise ValueError(f"verify: dtypes must be among {DTYPES}, got {dtype!r}")
+    jax.config.update("jax_enable_x64", True)  # float64 needs it; float32 is unaffected
     workers = workers or os.cpu_count() or 1
     chunk = max(1, -(-points // workers))
+    context = multiprocessing.get_context("spawn")  # forking a JAX process can deadlock
     jobs = []
-    # Fresh worker processes: forking a process that runs JAX's threads can deadlock.
-    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for spec, params in _tasks(losses):
-            rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
-            x, t = _sample(spec, points, rng)
-            ours = _jax_gradient(spec, params, x, t)
             items = tuple(sorted(params.items()))
-            futures = [pool.submit(_reference, spec.name, items, x[i : i + chunk],
-                                   t[i : i + chunk]) for i in range(0, points, chunk)]
-            jobs.append((spec, params, ours, futures))
+            for dtype in dtypes:
+                rng = np.random.default_rng([seed, zlib.crc32(f"{spec.name}/{dtype}".encode())])
+                x, t, v = sample(spec, points, rng, dtype)
+                signs = rng.choice([-1.0, 1.0], size=(points, 2 * x.shape[1]))
+                futures = [
+                    pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
+                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
+                                spec.targets == "logits", spec.input == "probabilities")
+                    for i in range(0, points, chunk)
+                ]
+                computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
+                jobs.append((spec, params, dtype, x, t, v, computed, futures))
         results = []
-        for spec, params, ours, futures in jobs:
-            reference = np.concatenate([f.result() for f in futures])
-            diff = np.max(np.abs(ours - reference), axis=1)
-            scale = np.max(np.abs(reference), axis=1)
-            rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1), diff)
-            results.append(Result(spec.name, dict(params), points, float(diff.max()),
-                                  float(rel.max())))
+        for spec, params, dtype, x, t, v, computed, futures in jobs:
+            parts = [f.result() for f in futures]
+            exact, moved = (np.concatenate([p[k] for p in parts]) for k in range(2))
+            for order in orders:
+                results.append(compare(spec, params, order, dtype, x, t, v, exact, moved,
+                                       computed, orders))
     return results
