@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import jax.test_util as jax_test_util
 import numpy as np
 import optax
 import pytest
@@ -108,3 +109,212 @@ def test_probability_space_losses_match_their_logit_forms():
     small = z / 4  # sigmoid(z) must not round to 0 or 1 in float64 for this identity
     _close(softxent.binary_cross_entropy(jax.nn.sigmoid(small), y),
            softxent.sigmoid_binary_cross_entropy(small, y))
+
+
+# -- optax's own test cases (optax/losses/_classification_test.py) -----------------
+# Values and tolerances are optax's. Where softxent's conventions differ by design
+# the case is translated, and the comment says how.
+
+_YS = np.array([[10.0, 1.0, -2.0], [1.0, 4.0, 0.2]], dtype=np.float32)
+_TS = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+_CE = np.array([9.00013, 3.0696733], dtype=np.float32)
+
+
+def test_optax_softmax_cross_entropy_scalar_and_batched():
+    np.testing.assert_allclose(softxent.softmax_cross_entropy(_YS[0], _TS[0]), _CE[0], atol=1e-4)
+    np.testing.assert_allclose(softxent.softmax_cross_entropy(_YS, _TS), _CE, atol=1e-4)
+
+
+def test_optax_softmax_cross_entropy_per_logit_mask_gives_zero_for_masked_rows():
+    where = np.array([[1, 0, 0], [0, 0, 0]]).astype(bool)
+    out = softxent.softmax_cross_entropy(_YS, _TS, where=where)
+    np.testing.assert_array_equal(jnp.where(jnp.any(where, -1), 0.0, out), 0)
+
+
+def test_optax_softmax_cross_entropy_gradient_is_finite_with_a_mask():
+    # optax's mask here is per example ([True, False] for two rows); softxent's `where`
+    # masks classes, so the per-example mask takes the class axis as size 1.
+    mask = np.array([[True], [False]])
+    g = jax.grad(lambda z: jnp.sum(softxent.softmax_cross_entropy(z, _TS, where=mask)))(_YS)
+    assert np.all(np.isfinite(g))
+    jax_test_util.check_grads(
+        lambda z: softxent.softmax_cross_entropy(z, _TS), (_YS.astype(np.float64),), order=1
+    )
+
+
+@pytest.mark.parametrize("size", [5, 10])
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "poly1_cross_entropy",
+                                  "kl_divergence"])
+def test_optax_class_mask_equals_dropping_the_classes(loss, size):
+    rng = np.random.default_rng(size)
+    preds = rng.normal(size=size)
+    targets = rng.dirichlet(np.ones(size))
+    mask = rng.integers(2, size=size).astype(bool)
+    mask[0] = True
+    fn = softxent.get_loss(loss).fn
+    np.testing.assert_allclose(fn(preds[mask], targets[mask]), fn(preds, targets, where=mask),
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "poly1_cross_entropy",
+                                  "kl_divergence"])
+def test_optax_axis(loss, axis):
+    rng = np.random.default_rng(axis)
+    shape = [4, 5, 6]
+    preds = rng.normal(size=shape)
+    targets = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])  # as optax draws them
+    fn = softxent.get_loss(loss).fn
+    np.testing.assert_allclose(
+        fn(preds, targets, axis=axis),
+        fn(np.moveaxis(preds, axis, -1), np.moveaxis(targets, axis, -1)),
+        atol=1e-4,
+    )
+
+
+def test_optax_safe_softmax_cross_entropy_cases():
+    # softxent's cross-entropy is optax's safe_softmax_cross_entropy on -inf logits.
+    ys = np.array([[10.0, 1.0, -2.0], [1.0, 4.0, 0.2], [-np.inf, 0.0, 0.0],
+                   [-np.inf, 0.0, 0.0], [-np.inf, 0.0, -np.inf]], dtype=np.float32)
+    ts = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.4, 0.3, 0.3],
+                   [0.0, 1.0, 0.0]], dtype=np.float32)
+    expected = np.array([9.00013, 3.0696733, 0.693147, np.inf, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(softxent.softmax_cross_entropy(ys, ts), expected, atol=1e-4)
+    ours = jax.value_and_grad(softxent.softmax_cross_entropy)(ys[0], ts[0])
+    plain = jax.value_and_grad(optax.softmax_cross_entropy)(ys[0], ts[0])
+    np.testing.assert_allclose(ours[0], plain[0], atol=1e-4)
+    np.testing.assert_allclose(ours[1], plain[1], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("preds", "labels", "expected"),
+    [([-1e09, -1e-09], [1.0, 0.0], 5e08), ([-1e09, -1e-09], [0.0, 1.0], 0.3465736),
+     ([1e09, 1e-09], [1.0, 0.0], 0.3465736), ([1e09, 1e-09], [0.0, 1.0], 5e08),
+     ([-1e09, 1e-09], [1.0, 0.0], 5e08), ([-1e09, 1e-09], [0.0, 1.0], 0.3465736),
+     ([1e09, -1e-09], [1.0, 0.0], 0.3465736), ([1e09, -1e-09], [0.0, 1.0], 5e08),
+     ([0.0, 0.0], [1.0, 0.0], 0.6931472), ([0.0, 0.0], [0.0, 1.0], 0.6931472)],
+)
+def test_optax_sigmoid_binary_cross_entropy(preds, labels, expected):
+    tested = jnp.mean(softxent.sigmoid_binary_cross_entropy(np.array(preds), np.array(labels)))
+    np.testing.assert_allclose(tested, expected, rtol=1e-6, atol=1e-6)
+
+
+_POLY_LOGITS = np.array([0.14, 1.456, 2.356, -0.124, -2.47])
+_POLY_LABELS = np.array([0.1, 0.15, 0.2, 0.25, 0.3])
+
+
+@pytest.mark.parametrize(("eps", "expected"), [(2, 4.5317), (1, 3.7153), (-1, 2.0827),
+                                               (0, 2.8990), (-0.5, 2.4908), (1.15, 3.8378),
+                                               (1.214, 3.8900), (5.45, 7.3480)])
+def test_optax_poly1_scalar(eps, expected):
+    np.testing.assert_allclose(
+        softxent.poly1_cross_entropy(_POLY_LOGITS, _POLY_LABELS, epsilon=eps), expected,
+        atol=1e-4)
+
+
+@pytest.mark.parametrize(("eps", "expected"), [
+    (2, [0.4823, 1.2567]), (1, [0.3261, 1.0407]), (0, [0.1698, 0.8247]),
+    (-0.5, [0.0917, 0.7168]), (1.15, [0.3495, 1.0731]), (1.214, [0.3595, 1.0870]),
+    (5.45, [1.0211, 2.0018])])
+def test_optax_poly1_batched(eps, expected):
+    logits = np.array([[4.0, 2.0, 1.0], [0.0, 5.0, 1.0]])
+    labels = np.array([[1.0, 0.0, 0.0], [0.0, 0.8, 0.2]])
+    np.testing.assert_allclose(softxent.poly1_cross_entropy(logits, labels, epsilon=eps),
+                               expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(("logits", "labels"), [
+    ([[4.0, 2.0, 1.0], [0.0, 5.0, 1.0], [0.134, 1.234, 3.235]],
+     [[1.0, 0.0, 0.0], [0.0, 0.8, 0.2], [0.34, 0.33, 0.33]]),
+    ([[4.0, 2.0, 1.0, 0.134, 1.3515], [0.0, 5.0, 1.0, 0.5215, 5.616]],
+     [[0.5, 0.0, 0.0, 0.0, 0.5], [0.0, 0.12, 0.2, 0.56, 0.12]]),
+    ([1.89, 2.39], [0.34, 0.66]), ([0.314], [1.0])])
+def test_optax_poly1_equals_cross_entropy_at_epsilon_0(logits, labels):
+    logits, labels = np.array(logits), np.array(labels)
+    np.testing.assert_allclose(softxent.poly1_cross_entropy(logits, labels, epsilon=0.0),
+                               softxent.softmax_cross_entropy(logits, labels), atol=1e-4)
+
+
+_LOG_PS = np.array([[-2.9957, -3.5066, -3.9120, -1.2040, -0.6931, -2.3026],
+                    [-1.6094, -1.6094, -1.6094, -2.3026, -1.8971, -1.8971]])
+_QS = np.array([[0.2, 0.2, 0.2, 0.1, 0.15, 0.15], [0.05, 0.03, 0.02, 0.3, 0.5, 0.0]])
+
+
+def test_optax_kl_divergence():
+    # optax takes log-probabilities as given; softxent takes logits and normalises
+    # them. optax's rows of log p sum to 1 within 1e-4, inside optax's tolerance.
+    np.testing.assert_allclose(softxent.kl_divergence(_LOG_PS, _QS), [0.8875577, 0.7592807],
+                               atol=1e-4)
+
+
+def test_optax_kl_divergence_with_log_targets_is_distillation_at_temperature_1():
+    # optax's kl_divergence_with_log_targets(log p, log q) = KL(q || p); softxent's
+    # distillation loss at T = 1 is that KL, with the teacher's logits as log q.
+    log_qs = np.array([[-1.6094, -1.6094, -1.6094, -2.3026, -1.8971, -1.8971],
+                       [-2.9957, -3.5066, -3.9120, -1.2040, -0.6931, -2.3026]])
+    np.testing.assert_allclose(softxent.distillation_loss(_LOG_PS, log_qs, temperature=1.0),
+                               [0.8875625, 0.7187435584901326], atol=1e-4)
+
+
+_FYS = np.array([[2.0, 0.1, -2.0], [0.3, -0.1, 1.2]], dtype=np.float32)
+_FTS = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+_FOCAL_RTOL = 2e-5  # optax's, on the CPU
+
+
+def test_optax_focal_equals_cross_entropy_at_gamma_0():
+    np.testing.assert_allclose(softxent.sigmoid_focal_loss(_FYS, _FTS, gamma=0.0),
+                               softxent.sigmoid_binary_cross_entropy(_FYS, _FTS),
+                               rtol=_FOCAL_RTOL)
+    logits = np.array([[-1.0, 0.0, 1.0], [2.0, -2.0, 0.5]], dtype=np.float32)
+    labels = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(softxent.sigmoid_focal_loss(logits, labels, gamma=0.0),
+                               optax.sigmoid_binary_cross_entropy(logits, labels),
+                               rtol=_FOCAL_RTOL)
+
+
+def test_optax_focal_scale():
+    focal = softxent.sigmoid_focal_loss(_FYS, _FTS, gamma=2)
+    p = jax.nn.sigmoid(_FYS)
+    ce = softxent.sigmoid_binary_cross_entropy(_FYS, _FTS)
+    p_t = p * _FTS + (1 - p) * (1 - _FTS)
+    np.testing.assert_allclose(focal / ce, (1 - p_t) ** 2, rtol=_FOCAL_RTOL)
+
+
+def _logit(x):
+    return jnp.log(x / (1.0 - x))
+
+
+def test_optax_focal_large_and_small_logits():
+    ones = jnp.ones(4, dtype=jnp.float32)
+    large = _logit(jnp.array([0.9, 0.98, 0.3, 0.99], dtype=jnp.float32))
+    ratio = (softxent.sigmoid_binary_cross_entropy(large, ones)
+             / softxent.sigmoid_focal_loss(large, ones, gamma=2, alpha=0.5))
+    np.testing.assert_allclose(ratio, 2.0 / (1.0 - jax.nn.sigmoid(large)) ** 2,
+                               rtol=_FOCAL_RTOL)
+    small = _logit(jnp.array([0.1, 0.02, 0.09, 0.15], dtype=jnp.float32))
+    ratio = (softxent.sigmoid_binary_cross_entropy(small, ones)
+             / softxent.sigmoid_focal_loss(small, ones, gamma=2))
+    np.testing.assert_allclose(ratio, 1.0 / (1.0 - jax.nn.sigmoid(small)) ** 2,
+                               rtol=_FOCAL_RTOL)
+
+
+def test_optax_focal_alpha_weights():
+    ce = softxent.sigmoid_binary_cross_entropy(_FYS, _FTS)
+    np.testing.assert_allclose(softxent.sigmoid_focal_loss(_FYS, _FTS, gamma=0.0, alpha=1),
+                               ce * _FTS, rtol=_FOCAL_RTOL)
+    ignore_positive = softxent.sigmoid_focal_loss(_FYS, _FTS, alpha=0)
+    assert np.all(ce[_FTS == 1] > 0) and np.all(ignore_positive[_FTS == 1] == 0)
+    ignore_negative = softxent.sigmoid_focal_loss(_FYS, _FTS, alpha=1)
+    assert np.all(ce[_FTS == 0] > 0) and np.all(ignore_negative[_FTS == 0] == 0)
+
+
+def test_optax_focal_extreme_logits_have_finite_gradients_and_hessians():
+    logits = jnp.array([100.0, -100.0, 75.0, -75.0, 50.0, -50.0], dtype=jnp.float32)
+    labels = jnp.array([0.9, 0.1, 0.8, 0.2, 1.0, 0.0], dtype=jnp.float32)
+
+    def loss(x):
+        return jnp.sum(softxent.sigmoid_focal_loss(x, labels, gamma=0.5))
+
+    assert np.isfinite(float(loss(logits)))
+    assert np.all(np.isfinite(jax.grad(loss)(logits)))
+    assert np.all(np.isfinite(jax.hessian(loss)(logits)))
