@@ -20,6 +20,11 @@ CLASS_LOGITS = {
     "neg_inf": [1.0, -INF, 0.5, 2.0],
     "pos_inf": [INF, 0.0, 1.0, -1.0],
     "two_neg_inf": [-INF, 3.0, -INF, 0.0],
+    # Where exp(-z) underflows and exp(z) overflows: float32 near 88.7, float64 near 709.8.
+    "saturated_30": [30.0, 0.0, -30.0, 1.0],
+    "exp_edge_f32": [87.0, 0.0, -88.5, 1.0],
+    "exp_edge_f64": [708.0, 0.0, -709.5, 1.0],
+    "half_max_f32": [1.7e38, -1.7e38, 0.0, 1.0],
 }
 # Targets that put zero mass where the logit rows above have -inf, and one-hot rows.
 CLASS_TARGETS = {
@@ -36,9 +41,12 @@ MASKS = {
     "all": [False] * K,
 }
 
-ELEMENT_LOGITS = [0.3, -2.0, 1e4, -1e4, 1e30, -1e30, INF, -INF]
+ELEMENT_LOGITS = [0.3, -2.0, 40.0, -40.0, 50.0, -50.0, 87.0, -87.0, 400.0, -400.0, 700.0,
+                  -700.0, 1e4, -1e4, 1e30, -1e30, 3.4e38, -3.4e38, INF, -INF]
 ELEMENT_TARGETS = [0.0, 1.0, 0.5, 0.2]
-PROBS = [0.0, 1e-30, 1e-6, 0.5, 1 - 1e-6, 1.0]
+# Within one ulp of 1 (float32, float64) and at the smallest normal floats.
+PROBS = [0.0, 2.2250738585072014e-308, 1.1754944e-38, 1e-30, 1e-6, 0.5, 1 - 1e-6,
+         1 - 2**-24, 1 - 2**-53, 1.0]
 
 
 def class_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:

@@ -236,9 +236,12 @@ def js_divergence(
       \mathrm{JS}(p, q) = \tfrac12 \mathrm{KL}(q \,\|\, m) + \tfrac12 \mathrm{KL}(p \,\|\, m),
       \qquad m = \tfrac12 (p + q)
 
-    Symmetric, bounded by :math:`\log 2`, and finite for every input. Each term
-    is computed as :math:`x \log(x / m)` rather than as entropies, so there is
-    no cancellation near :math:`p = q`.
+    Symmetric, in :math:`[0, \log 2]` for targets that sum to 1, and finite for
+    every input. Each term :math:`x \log(x / m)` is formed from the log-ratio
+    :math:`d = \log q - \log p` alone (:math:`\log(p/m) = -\log((1 + e^d)/2)`),
+    not from entropies, so that nothing cancels within a term near
+    :math:`p = q`, :math:`m` cannot underflow, and no derivative divides by
+    :math:`m^2`.
 
     Args:
       logits: unnormalised scores.
@@ -417,7 +420,10 @@ def poly1_cross_entropy(
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
-      epsilon: :math:`\epsilon \ge -1` (below -1 the loss is unbounded below).
+      epsilon: :math:`\epsilon \ge -1`. Below -1 the term
+        :math:`-\log p + \epsilon (1 - p)` stops decreasing towards
+        :math:`p = 1`: its minimum moves to :math:`p = -1/\epsilon < 1`, so the
+        loss no longer rewards a confident correct prediction.
       reduction: ``"none"`` returns the loss as described under Returns;
         ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
         (the mean of no values is 0).
