@@ -318,3 +318,47 @@ def test_optax_focal_extreme_logits_have_finite_gradients_and_hessians():
     assert np.isfinite(float(loss(logits)))
     assert np.all(np.isfinite(jax.grad(loss)(logits)))
     assert np.all(np.isfinite(jax.hessian(loss)(logits)))
+
+
+# -- where: a class mask or a per-example mask, never a silent broadcast ------------
+
+
+def test_where_of_the_batch_shape_is_rejected_with_both_meanings_explained():
+    z = jnp.array([[10.0, 1.0, -2.0], [1.0, 4.0, 0.2], [0.0, 0.0, 0.0]])
+    q = jnp.eye(3)
+    with pytest.raises(ValueError, match=r"where shape \(3,\).*optax.*reshape\(\(3, 1\)\)"):
+        softxent.softmax_cross_entropy(z, q, where=jnp.array([True, False, True]))
+    with pytest.raises(ValueError, match="per-example mask of shape"):
+        softxent.sigmoid_binary_cross_entropy(z, q, where=jnp.array([True, False, True]))
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "kl_divergence",
+                                  "poly1_cross_entropy"])
+def test_per_example_mask_equals_optax_example_mask(loss):
+    z, q, _ = _inputs(21)
+    keep = jax.random.bernoulli(jax.random.key(22), 0.6, (z.shape[0],)).at[0].set(True)
+    theirs = {
+        "softmax_cross_entropy": lambda: optax.softmax_cross_entropy(z, q, where=keep[:, None]),
+        "kl_divergence": lambda: optax.kl_divergence(jax.nn.log_softmax(z), q,
+                                                     where=keep[:, None]),
+        "poly1_cross_entropy": lambda: optax.losses.poly_loss_cross_entropy(
+            z, q, where=keep[:, None]),
+    }[loss]()
+    fn = softxent.get_loss(loss).fn
+    ours = fn(z, q, where=keep[:, None])
+    _close(jnp.where(keep, ours, 0), jnp.where(keep, theirs, 0))
+    np.testing.assert_array_equal(np.asarray(ours)[~np.asarray(keep)], 0)
+    # The mean is over the kept examples only.
+    _close(fn(z, q, where=keep[:, None], reduction="mean"), jnp.sum(ours) / jnp.sum(keep).astype(ours.dtype))
+
+
+def test_elementwise_per_example_mask_keeps_or_drops_every_label():
+    z, _, _ = _inputs(23)
+    y = jax.random.uniform(jax.random.key(24), z.shape, dtype=jnp.float64)
+    keep = jnp.arange(z.shape[0]) % 3 != 1
+    for name in ["sigmoid_binary_cross_entropy", "sigmoid_focal_loss"]:
+        fn = softxent.get_loss(name).fn
+        full = fn(z, y, where=jnp.broadcast_to(keep[:, None], z.shape))
+        _close(fn(z, y, where=keep[:, None]), full)
+        _close(fn(z, y, where=keep[:, None], reduction="mean"),
+               jnp.sum(full) / (jnp.sum(keep).astype(full.dtype) * z.shape[1]))

@@ -102,16 +102,20 @@ def test_unknown_option_is_a_type_error():
         softxent.softmax_cross_entropy(jnp.zeros(3), jnp.zeros(3), gamma=2.0)
 
 
-def test_where_must_be_boolean_and_broadcastable():
+def test_where_must_be_boolean_and_a_class_or_per_example_mask():
     with pytest.raises(TypeError, match="where must be a boolean mask"):
         softxent.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.zeros((2, 3)), where=jnp.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"where shape \(2, 2\) must broadcast"):
+    with pytest.raises(ValueError, match=r"where shape \(2, 2\) is neither a class mask"):
         softxent.softmax_cross_entropy(
             jnp.zeros((2, 3)), jnp.zeros((2, 3)), where=jnp.ones((2, 2), dtype=bool)
         )
-    # A per-class (vocabulary) mask broadcasts over the batch.
+    # A per-class (vocabulary) mask shared by the batch is broadcast explicitly; a [K]
+    # mask is not broadcast silently (optax's [batch] mask would mean examples).
+    vocabulary = jnp.array([True, True, False])
+    with pytest.raises(ValueError, match="broadcast_to"):
+        softxent.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.full((2, 3), 0.5), where=vocabulary)
     value = softxent.softmax_cross_entropy(
-        jnp.zeros((2, 3)), jnp.full((2, 3), 0.5), where=jnp.array([True, True, False])
+        jnp.zeros((2, 3)), jnp.full((2, 3), 0.5), where=jnp.broadcast_to(vocabulary, (2, 3))
     )
     np.testing.assert_allclose(value, [np.log(2.0), np.log(2.0)])
 

@@ -12,7 +12,6 @@ from .._validation import (
     check_floating,
     check_same_shape,
     check_targets_dtype,
-    check_where,
     compute_dtype,
 )
 
@@ -49,14 +48,59 @@ def prepare(
     if cast:
         predictions, targets = predictions.astype(dtype), targets.astype(dtype)
     if where is not None:
-        where = jnp.asarray(where)
-        check_where(fn, where, predictions.shape)
+        where = where_mask(fn, jnp.asarray(where), predictions.shape, axis)
         # Masked entries must not reach the loss at all: a discarded branch that
         # holds an infinity still turns a zero cotangent into NaN (0 * inf).
         targets = jnp.where(where, targets, 0)
         if axis is None:
             predictions = jnp.where(where, predictions, 0)
     return predictions, targets, axis, where, dtype
+
+
+def where_mask(fn: str, where: jax.Array, shape: tuple[int, ...], axis: int | None) -> jax.Array:
+    """``where`` as a mask of the logits' shape; it may have that shape or be per example.
+
+    A class loss (``axis`` given) takes a class mask of the logits' shape, or a
+    per-example mask with the class axis of size 1, which keeps or drops every
+    class of its example. An elementwise loss (``axis=None``) takes a mask of the
+    logits' shape, or one whose last axis has size 1: a per-example mask over
+    the leading axes that keeps or drops every component (label) of its
+    example. Any other shape is an error: softxent never broadcasts a mask
+    silently, because optax's ``where`` of shape ``[batch]`` masks examples
+    while a ``[K]``-shaped class mask would broadcast over the rows.
+    """
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"{fn}: where must be a boolean mask, got dtype {where.dtype}")
+    shape = tuple(shape)
+    if where.shape == shape:
+        return where
+    if shape:
+        single = axis % len(shape) if axis is not None else len(shape) - 1
+        per_example = shape[:single] + (1,) + shape[single + 1:]
+        if where.shape == per_example:
+            return jnp.broadcast_to(where, shape)
+    else:
+        per_example = shape
+    what, whats = ("class", "classes") if axis is not None else ("component", "components")
+    raise ValueError(
+        f"{fn}: where shape {where.shape} is neither a {what} mask of the logits' shape "
+        f"{shape} nor a per-example mask of shape {per_example} (the {what} axis of size "
+        f"1). optax's where of shape [batch] masks examples; softxent's masks {whats} and "
+        f"never broadcasts silently. Broadcast explicitly: "
+        f"jnp.broadcast_to(mask, {shape}) for a {what} mask shared by every example, or "
+        f"mask.reshape({per_example}) to keep or drop whole examples."
+    )
+
+
+def kept_examples(where: jax.Array | None, axis: int | None) -> jax.Array | None:
+    """The examples (or components, for ``axis=None``) that ``reduction="mean"`` averages.
+
+    An example counts when any of its classes is kept: a fully masked row gives 0
+    and is left out of the mean, as a per-example mask's dropped rows are.
+    """
+    if where is None or axis is None:
+        return where
+    return jnp.any(where, axis=axis)
 
 
 def as_param(value: Any, dtype: jnp.dtype) -> jax.Array:

@@ -80,9 +80,13 @@ class Param:
             )
 
 
-def apply_reduction(name: str, values: jax.Array, reduction: str) -> jax.Array:
+def apply_reduction(
+    name: str, values: jax.Array, reduction: str, kept: jax.Array | None = None
+) -> jax.Array:
     """``values`` as they are (``"none"``), or their mean or sum (a scalar).
 
+    ``kept`` (the shape of ``values``) marks the entries a ``where`` mask keeps:
+    the mean is over those only (a masked entry is 0 and adds nothing to the sum).
     The mean of no values is 0. Each loss reduces its per-example output rather
     than forming its gradient together with a reduced value: that was measured
     on the CPU and gained nothing (the gradient buffer's first write cost what
@@ -92,7 +96,12 @@ def apply_reduction(name: str, values: jax.Array, reduction: str) -> jax.Array:
     if reduction == "none":
         return values
     total = jnp.sum(values)
-    return total / max(values.size, 1) if reduction == "mean" else total
+    if reduction == "sum":
+        return total
+    if kept is None:
+        return total / max(values.size, 1)
+    count = jnp.sum(jnp.broadcast_to(kept, values.shape)).astype(total.dtype)
+    return total / jnp.maximum(count, 1)
 
 
 def _as_array(x: Any) -> Any:

@@ -11,7 +11,7 @@ import jax
 from jax.typing import ArrayLike
 
 from .._numerics import masked_sum, xlog1mp, xlogp
-from ._common import prepare
+from ._common import kept_examples, prepare
 from ._export import apply_reduction, export_loss
 
 
@@ -62,7 +62,7 @@ def binary_cross_entropy(
     )
     loss = -(xlogp(targets, probs) + xlog1mp(1 - targets, probs))
     loss = loss if where is None else jax.numpy.where(where, loss, 0)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, None))
 
 
 @export_loss()
@@ -107,4 +107,5 @@ def cross_entropy(
     probs, targets, axis, where, _ = prepare(
         name, probs, targets, axis, where, predictions_name="probs"
     )
-    return apply_reduction(name, masked_sum(-xlogp(targets, probs), axis, where), reduction)
+    loss = masked_sum(-xlogp(targets, probs), axis, where)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))

@@ -2,6 +2,12 @@
 
 Each component is an independent binary problem, so targets need not sum to 1.
 The output has the shape of the logits; ``where`` zeroes masked components.
+
+``where`` has the logits' shape (a component mask), or the logits' shape with
+the last axis of size 1: a per-example mask (``[N, 1]`` for ``[N, L]`` logits)
+that keeps or drops all ``L`` labels of an example. No other shape is accepted
+(optax's ``[N]``-shaped example mask would broadcast against the labels).
+With ``reduction="mean"`` the mean is over the kept components only.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from jax.typing import ArrayLike
 
 from .._numerics import safe_log, sigmoid, softplus
 from .._validation import check_broadcasts_to
-from ._common import as_param, prepare
+from ._common import as_param, kept_examples, prepare
 from ._export import Param, apply_reduction, export_loss
 
 
@@ -25,6 +31,9 @@ def _times(weight: jax.Array, value: jax.Array) -> jax.Array:
 
 def _masked(loss: jax.Array, where: jax.Array | None) -> jax.Array:
     return loss if where is None else jnp.where(where, loss, 0)
+
+
+_WEIGHT_FLAT_BEYOND = 1e4
 
 
 def _log_miss(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -216,7 +225,7 @@ def sigmoid_binary_cross_entropy(
     weight = jnp.ones((), dtype) if pos_weight is None else as_param(pos_weight, dtype)
     check_broadcasts_to(name, "pos_weight", weight.shape, logits.shape)
     loss = _masked(_fast_bce(logits, targets, weight, alpha), where)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, None))
 
 
 @export_loss(
@@ -273,7 +282,12 @@ def sigmoid_focal_loss(
     logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
     gamma = as_param(gamma, dtype)
     ce = _bce_from_logits(logits, targets, None)
-    log_miss = _log_miss(logits, targets)
+    # Beyond |x| = 1e4, sigma(-|x|) is 0 in every float dtype, so the weight's
+    # derivatives in x are exactly 0; the path is cut there, because the reverse
+    # pass would carry gamma * weight * BCE (which overflows for |x| near the
+    # largest float) into that 0 and make NaN.
+    flat = jnp.abs(logits) >= _WEIGHT_FLAT_BEYOND
+    log_miss = _log_miss(jnp.where(flat, lax.stop_gradient(logits), logits), targets)
     finite = jnp.isfinite(log_miss)
     at_zero = jnp.where(gamma == 0, 1, 0).astype(dtype)
     weight = jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_miss, 0)), at_zero)
@@ -281,4 +295,4 @@ def sigmoid_focal_loss(
     if alpha is not None:
         a = as_param(alpha, dtype)
         loss = (a * targets + (1 - a) * (1 - targets)) * loss
-    return apply_reduction(name, _masked(loss, where), reduction)
+    return apply_reduction(name, _masked(loss, where), reduction, kept_examples(where, None))

@@ -3,6 +3,16 @@
 Shared conventions: ``logits`` and ``targets`` have the same shape; ``axis`` is
 the class axis; ``where`` masks classes out (a masked class takes no part in the
 softmax and its target is ignored; a fully masked row gives 0).
+
+``where`` has one of two shapes, and no other is accepted: the logits' shape (a
+class mask), or the logits' shape with the class axis of size 1 (a per-example
+mask, ``[N, 1]`` for ``[N, K]`` logits, which keeps or drops every class of an
+example). With ``reduction="mean"`` the mean is over the kept examples only
+(those with at least one kept class). optax's ``where`` masks examples and has
+the batch shape ``[N]``; here that shape is rejected rather than broadcast
+against the classes (for 3 x 3 logits it would otherwise mask a class in every
+row): pass ``mask[:, None]`` for an example mask, or
+``jnp.broadcast_to(mask, logits.shape)`` for a class mask shared by all rows.
 ``reduction`` keeps the per-example values (``"none"``) or returns their mean
 or sum.
 """
@@ -25,7 +35,7 @@ from .._numerics import (
     xlogx,
     xlogy,
 )
-from ._common import as_param, prepare
+from ._common import as_param, kept_examples, prepare
 from ._export import Param, apply_reduction, export_loss
 from ._fused import CROSS_ENTROPY, DISTILLATION, KL, smooth_targets, softmax_target_loss
 
@@ -62,7 +72,9 @@ def softmax_cross_entropy(
       logits: unnormalised scores, shape ``[..., K, ...]``.
       targets: soft targets of the same shape (rows are probability vectors).
       axis: the class axis.
-      where: boolean mask of kept classes, broadcastable to ``logits``.
+      where: boolean mask of kept classes, the shape of ``logits``, or with the
+        class axis of size 1 to keep or drop whole examples (see the module
+        docstring for how this differs from optax).
       label_smoothing: :math:`\alpha \in [0, 1]`.
       reduction: ``"none"`` returns the loss as described under Returns;
         ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
@@ -94,7 +106,7 @@ def softmax_cross_entropy(
         parameter=as_param(label_smoothing, dtype),
         dtype=dtype,
     )
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 def _reference_cross_entropy(
@@ -172,7 +184,7 @@ def kl_divergence(
     name = "kl_divergence"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
     loss = softmax_target_loss(_reference_kl, logits, targets, axis, where, kind=KL, dtype=dtype)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 @export_loss()
@@ -218,7 +230,7 @@ def reverse_kl_divergence(
     log_p = masked_log_softmax(logits, axis, where)
     p = jnp.exp(log_p)
     loss = masked_sum(xlogy(p, log_p - safe_log(targets)), axis, where)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 @export_loss()
@@ -278,7 +290,9 @@ def js_divergence(
     d = jnp.where(both, log_q - jnp.where(both, log_p, 0), one_sided)
     terms = xlogy(jnp.exp(log_p), _log_two_over_one_plus_exp(d))
     terms = terms + xlogy(targets, _log_two_over_one_plus_exp(-d))
-    return apply_reduction(name, 0.5 * masked_sum(terms, axis, where), reduction)
+    return apply_reduction(
+        name, 0.5 * masked_sum(terms, axis, where), reduction, kept_examples(where, axis)
+    )
 
 
 def _log_two_over_one_plus_exp(d: jax.Array) -> jax.Array:
@@ -332,7 +346,8 @@ def brier_score(
     name = "brier_score"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
     p = jnp.exp(masked_log_softmax(logits, axis, where))
-    return apply_reduction(name, masked_sum(jnp.square(p - targets), axis, where), reduction)
+    loss = masked_sum(jnp.square(p - targets), axis, where)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 def _focal_weight(log_p: jax.Array, gamma: jax.Array) -> jax.Array:
@@ -392,7 +407,7 @@ def focal_cross_entropy(
     log_p = masked_log_softmax(logits, axis, where)
     weight = _focal_weight(log_p, as_param(gamma, dtype))
     loss = masked_sum(-xlogy(targets * weight, log_p), axis, where)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 @export_loss(
@@ -446,7 +461,9 @@ def poly1_cross_entropy(
     log_p = masked_log_softmax(logits, axis, where)
     p = jnp.exp(log_p)
     terms = -xlogy(targets, log_p) + as_param(epsilon, dtype) * targets * (1 - p)
-    return apply_reduction(name, masked_sum(terms, axis, where), reduction)
+    return apply_reduction(
+        name, masked_sum(terms, axis, where), reduction, kept_examples(where, axis)
+    )
 
 
 @export_loss(
@@ -501,7 +518,7 @@ def generalized_cross_entropy(
     k = as_param(k, dtype)
     log_p = masked_log_softmax(logits, axis, where)
     loss = masked_sum(targets * (-expm1(k * log_p) / k), axis, where)
-    return apply_reduction(name, loss, reduction)
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
 @export_loss(
@@ -575,4 +592,4 @@ def distillation_loss(
         parameter=temperature,
         dtype=dtype,
     )
-    return apply_reduction(name, temperature**2 * kl, reduction)
+    return apply_reduction(name, temperature**2 * kl, reduction, kept_examples(where, axis))
