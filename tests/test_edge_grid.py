@@ -352,3 +352,14 @@ def test_poly1_term_below_epsilon_minus_1_is_minimised_inside():
     inside = softxent.poly1_cross_entropy.jitted(z, jnp.array([1.0, 0.0]), epsilon=-2.0)
     np.testing.assert_allclose(float(inside), float(term.subs({p: 0.5, eps: -2})), rtol=1e-12)
     assert float(inside) < 0.0
+
+
+@pytest.mark.parametrize("top", [40.0, 300.0])
+def test_poly1_value_keeps_one_minus_p_of_a_saturated_class(top):
+    import mpmath
+
+    with mpmath.workdps(60 + int(top)):
+        rest = 1 / (1 + mpmath.exp(mpmath.mpf(top)))  # 1 - p_0 for logits [top, 0]
+        exact = float(-mpmath.log1p(-rest) + 2 * rest)
+    value = softxent.poly1_cross_entropy(jnp.array([top, 0.0]), jnp.array([1.0, 0.0]), epsilon=2.0)
+    np.testing.assert_allclose(float(value), exact, rtol=1e-13)

@@ -459,8 +459,8 @@ def poly1_cross_entropy(
     name = "poly1_cross_entropy"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
-    p = jnp.exp(log_p)
-    terms = -xlogy(targets, log_p) + as_param(epsilon, dtype) * targets * (1 - p)
+    # 1 - p as -expm1(log p): accurate where p rounds to 1 (a saturated top class).
+    terms = -xlogy(targets, log_p) + as_param(epsilon, dtype) * targets * -expm1(log_p)
     return apply_reduction(
         name, masked_sum(terms, axis, where), reduction, kept_examples(where, axis)
     )
