@@ -282,12 +282,15 @@ def sigmoid_focal_loss(
     logits, targets, _, where, dtype = prepare(name, logits, targets, None, where)
     gamma = as_param(gamma, dtype)
     ce = _bce_from_logits(logits, targets, None)
-    # Beyond |x| = 1e4, sigma(-|x|) is 0 in every float dtype, so the weight's
-    # derivatives in x are exactly 0; the path is cut there, because the reverse
-    # pass would carry gamma * weight * BCE (which overflows for |x| near the
-    # largest float) into that 0 and make NaN.
+    # Beyond |x| = 1e4, sigma(-|x|) is 0 in every float dtype, so log(1 - p_t) is
+    # log(1 - y) (x > 0) or log(y) (x < 0) exactly, constant in x. It is taken in
+    # that form there: the reverse pass carries gamma * weight * BCE, which
+    # overflows for |x| near the largest float, and inside _log_miss that inf
+    # would meet the zero derivative of an underflowed exponential (NaN).
     flat = jnp.abs(logits) >= _WEIGHT_FLAT_BEYOND
-    log_miss = _log_miss(jnp.where(flat, lax.stop_gradient(logits), logits), targets)
+    near = _log_miss(jnp.where(flat, 0, logits), targets)
+    far = jnp.where(logits > 0, safe_log(1 - targets), safe_log(targets))
+    log_miss = jnp.where(flat, far, near)
     finite = jnp.isfinite(log_miss)
     at_zero = jnp.where(gamma == 0, 1, 0).astype(dtype)
     weight = jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_miss, 0)), at_zero)
