@@ -350,11 +350,36 @@ def brier_score(
     return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
-def _focal_weight(log_p: jax.Array, gamma: jax.Array) -> jax.Array:
-    """(1 - p)^gamma from log p, with 0^0 = 1 and finite derivatives at p = 1."""
-    log_rest = log1mexp(log_p)
+def _log_top_complement(logits: jax.Array, log_p: jax.Array, axis: int,
+                        where: jax.Array | None) -> jax.Array:
+    """log(1 - p), with the top class's from the other classes' mass.
+
+    For the top class 1 - p = r / (1 + r), r = sum of exp(z_j - z_top) over the
+    others, so log(1 - p) = log r - softplus(log r): its derivatives are those of
+    a log-sum-exp, bounded, where log1mexp(log p) would divide by (1 - p)^2
+    (inf at logits [708, 0] in float64, and NaN times a zero target). The other
+    classes have p <= 1/2, where log1mexp is well conditioned.
+    """
+    z = logits if where is None else jnp.where(where, logits, -jnp.inf)
+    top = jnp.argmax(z, axis=axis, keepdims=True)
+    is_top = lax.broadcasted_iota(top.dtype, z.shape, axis) == top
+    z_top = jnp.max(z, axis=axis, keepdims=True)
+    others = jnp.where(is_top, -jnp.inf, z)
+    peak = lax.stop_gradient(jnp.max(others, axis=axis, keepdims=True))
+    usable = jnp.isfinite(peak) & jnp.isfinite(z_top)
+    shift = jnp.where(usable, peak, 0)
+    mass = jnp.sum(jnp.exp(jnp.where(usable, others, -jnp.inf) - shift), axis=axis,
+                   keepdims=True)
+    log_rest = shift + jnp.log(jnp.where(usable, mass, 1)) - jnp.where(usable, z_top, 0)
+    top_value = log_rest - softplus(log_rest)
+    inside = is_top & usable
+    return jnp.where(inside, top_value, log1mexp(jnp.where(inside, -1.0, log_p)))
+
+
+def _focal_weight(log_rest: jax.Array, gamma: jax.Array) -> jax.Array:
+    """(1 - p)^gamma from log(1 - p), with 0^0 = 1 and finite derivatives at p = 1."""
     finite = jnp.isfinite(log_rest)
-    at_one = jnp.where(gamma == 0, 1, 0).astype(log_p.dtype)
+    at_one = jnp.where(gamma == 0, 1, 0).astype(log_rest.dtype)
     return jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_rest, 0)), at_one)
 
 
@@ -405,7 +430,8 @@ def focal_cross_entropy(
     name = "focal_cross_entropy"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
-    weight = _focal_weight(log_p, as_param(gamma, dtype))
+    log_rest = _log_top_complement(logits, log_p, axis, where)
+    weight = _focal_weight(log_rest, as_param(gamma, dtype))
     loss = masked_sum(-xlogy(targets * weight, log_p), axis, where)
     return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
