@@ -7,6 +7,16 @@ registry (:func:`list_losses`, :func:`get_loss`) lists them all with their
 parameters; :func:`register_loss` adds a loss of one's own.
 """
 
+import sys as _sys
+
+# Run as the command line (`softxent ...`, or `python -m softxent`, during which
+# argv[0] is "-m"), SIGINT and SIGTERM end it with one line from its first
+# moment: the imports below take seconds on a busy machine.
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].rsplit("/", 1)[-1] == "softxent":
+    from .cli._interrupt import install_early as _install_early
+
+    _install_early()
+
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 

@@ -154,7 +154,7 @@ def test_from_json_formats_a_saved_large_vocab_run(tmp_path, capsys):
 def test_from_json_bad_files(tmp_path, capsys):
     missing = tmp_path / "none.json"
     assert main(["bench", "--from-json", str(missing)]) == 2
-    assert f"cannot read {missing}" in capsys.readouterr().err
+    assert f"--from-json {missing}: no such file" in capsys.readouterr().err
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps([{"loss": "kl_divergence", "impl": "optax"}]))
     assert main(["bench", "--from-json", str(wrong)]) == 2

@@ -120,7 +120,12 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 def _read_saved(path: str) -> list[dict[str, Any]]:
     """Rows of a saved ``--json`` output, or ValueError naming the file and the problem."""
     from ..bench import speed
+    from ._paths import UsageError, readable_file
 
+    try:
+        readable_file(path, "--from-json")
+    except UsageError as error:
+        raise ValueError(str(error)) from None
     try:
         with open(path, encoding="utf-8") as handle:
             rows = json.load(handle)

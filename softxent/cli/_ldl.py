@@ -58,11 +58,9 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _evaluate(path: Path, args: argparse.Namespace) -> dict:
+def _evaluate(data, args: argparse.Namespace) -> dict:
     from ..bench import PUBLISHED, cross_validate, cross_validate_peer
-    from ..ldl import load_mat
 
-    data = load_mat(path, normalize=args.normalize)
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
                             seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
                             standardize=True if args.standardize else None, l2=args.l2)
@@ -128,32 +126,41 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
     from ..bench._environment import environment
+    from ..ldl import load_mat
+    from ._paths import folder
 
     # Taken before the fits start: the load average then says how busy the machine was.
     run_environment = environment(args.command_line)
+    # Every file is read and checked before any fitting starts.
     if args.data is not None:
+        datasets = [load_mat(args.data, normalize=args.normalize)]
+        skipped: list[str] = []
+    else:
+        files = sorted(folder(args.data_dir, "--data-dir").glob("*.mat"))
+        if not files:
+            return _fail(f"--data-dir {args.data_dir}: no .mat files")
+        datasets, skipped = [], []
+        for path in files:
+            try:
+                datasets.append(load_mat(path, normalize=args.normalize))
+            except LDLDataError as err:
+                skipped.append(f"{path.name}: {err}")
+    results = []
+    for data in datasets:
         try:
-            result = _evaluate(args.data, args)
-        except (LDLDataError, ValueError) as err:
-            return _fail(str(err))
+            results.append(_evaluate(data, args))
+        except ValueError as err:
+            if args.data is not None:
+                return _fail(str(err))
+            skipped.append(f"{data.name}: {err}")
+        if args.data_dir is not None:
+            print(f"done {data.name}", file=sys.stderr, flush=True)
+    if args.data is not None:
         if args.json:
-            print(json.dumps({"environment": run_environment, **result}, indent=2))
+            print(json.dumps({"environment": run_environment, **results[0]}, indent=2))
         else:
-            print(_markdown([result], []))
-        return 0
-    if not args.data_dir.is_dir():
-        return _fail(f"--data-dir {args.data_dir}: not a folder")
-    files = sorted(args.data_dir.glob("*.mat"))
-    if not files:
-        return _fail(f"--data-dir {args.data_dir}: no .mat files")
-    results, skipped = [], []
-    for path in files:
-        try:
-            results.append(_evaluate(path, args))
-        except (LDLDataError, ValueError) as err:
-            skipped.append(f"{path.name}: {err}")
-        print(f"done {path.name}", file=sys.stderr, flush=True)
-    if args.json:
+            print(_markdown(results, []))
+    elif args.json:
         print(json.dumps({"environment": run_environment, "results": results,
                           "skipped": skipped}, indent=2))
     else:

@@ -9,7 +9,6 @@ metrics.csv, summary.json and figures/. Example:
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "run an experiment config (fixed-point or model runs with optax)"
 # The optional modules this command needs, with the extra that installs each.
@@ -55,18 +54,22 @@ def summary_table(summary: dict[str, dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments import ConfigError, load
+    from ..experiments import load
+    from ._paths import output_folder
 
-    try:  # validate every config before any work
-        configs = [load(path, args.overrides) for path in args.configs]
-    except ConfigError as e:
-        print(f"softxent run: {e}", file=sys.stderr)
-        return 2
+    # Every config and the results folder are checked before any work: a mistake
+    # found after training would lose it. Errors reach the CLI's one-line report.
+    output_folder(args.out)
+    configs = [load(path, args.overrides) for path in args.configs]
     from ..experiments._runner import run as run_config
 
     for config in configs:
         print(f"{config['name']} ({config['kind']}): {config.get('description', '')}")
-        path, result = run_config(config, args.out, progress=True)
+        try:
+            path, result = run_config(config, args.out, progress=True)
+        except Exception as error:
+            error.add_note(f"no results folder was written for {config['name']}")
+            raise
         print(summary_table(result.summary))
         where = f"; results: {path}" if path is not None else ""
         print(f"  devices: {', '.join(result.devices)}{where}\n")

@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
     def __init__(self, source: str, path: str, message: str):
         self.source, self.path = source, path
-        super().__init__(f"{source}: {path or '<top level>'}: {message}")
+        # An empty path is a problem of the file itself (missing, a folder, not TOML).
+        super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
 
 
 REQUIRED: Any = object()  # the default of a key that must be given
@@ -175,11 +176,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def read(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; a syntax error becomes a :class:`ConfigError`."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(str(path), "", "is a folder, not a config file")
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(str(path), "", "no such file") from None
+    except OSError as e:
+        raise ConfigError(str(path), "", f"cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), "", f"not valid TOML: {e}") from None
 

@@ -9,11 +9,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._unfinished import unfinished
 from ._config import dumps
 
 
@@ -75,8 +75,9 @@ def write(result: Result, out: str | Path,
           figures: Callable[[Result, Path], list[str]] | None = None) -> Path:
     """Write everything to a temporary sibling folder, then rename it into place.
 
-    A failure at any point removes the temporary folder, so no folder that looks
-    complete is ever left behind.
+    A failure at any point removes the temporary folder, and so does an
+    interrupted CLI (it is registered with ``softxent._unfinished``), so no
+    folder that looks complete is ever left behind.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,22 +87,22 @@ def write(result: Result, out: str | Path,
     while final.exists():
         n += 1
         final = out / f"{result.config['name']}-{stamp}-{n}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=out))
-    try:
-        (tmp / "config.toml").write_text(dumps(result.config))
-        (tmp / "metadata.json").write_text(json.dumps(metadata(result), indent=2) + "\n")
-        _write_csv(tmp / "metrics.csv", result.metrics)
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-        if figures is not None and result.config["figures"]:
-            (tmp / "figures").mkdir()
-            figures(result, tmp / "figures")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # Registered before it exists, so an interrupt at any moment finds it.
+    tmp = out / f".{final.name}.{os.getpid()}.partial"
+    with unfinished(tmp):
+        try:
+            tmp.mkdir()
+            (tmp / "config.toml").write_text(dumps(result.config))
+            (tmp / "metadata.json").write_text(json.dumps(metadata(result), indent=2) + "\n")
+            _write_csv(tmp / "metrics.csv", result.metrics)
+            (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+            if figures is not None and result.config["figures"]:
+                (tmp / "figures").mkdir()
+                figures(result, tmp / "figures")
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final
 
 

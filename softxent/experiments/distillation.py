@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._optional import require
 from ._config import ConfigError, Field, at_least
 from ._networks import mlp_init, mlp_logits
 from ._results import Result
@@ -42,7 +43,12 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+_NEEDS_SKLEARN = "the distillation experiment (scikit-learn's bundled digits)"
+
+
 def check(config: dict[str, Any], source: str) -> None:
+    # Before any work starts: a missing scikit-learn is one line, not a lost run.
+    require("sklearn.datasets", "examples", _NEEDS_SKLEARN)
     losses = config["losses"]
     if len(losses) != 1 or losses[0]["name"] != "distillation_loss":
         raise ConfigError(source, "losses", "expected exactly one [[losses]] entry with "
@@ -57,9 +63,7 @@ def check(config: dict[str, Any], source: str) -> None:
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The 1,797 8×8 digits bundled with scikit-learn, scaled to [0, 1]."""
-    from .._optional import require
-
-    datasets = require("sklearn.datasets", "examples", "the distillation experiment")
+    datasets = require("sklearn.datasets", "examples", _NEEDS_SKLEARN)
     digits = datasets.load_digits()
     return digits.data.astype(np.float64) / 16.0, digits.target.astype(np.int64)
 

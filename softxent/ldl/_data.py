@@ -63,6 +63,8 @@ def load_mat(path: str | Path, *, normalize: bool = False,
 
     path = Path(path)
     name = path.stem
+    if path.is_dir():
+        raise LDLDataError(f"{path}: is a folder, not a .mat file (--data-dir reads a folder)")
     if not path.is_file():
         raise LDLDataError(f"{path}: no such file")
     try:
@@ -70,8 +72,13 @@ def load_mat(path: str | Path, *, normalize: bool = False,
     except NotImplementedError:
         raise LDLDataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; "
                            "save it with -v7 or scipy.io.savemat") from None
-    except (ValueError, OSError) as err:
-        raise LDLDataError(f"{path}: not a readable MATLAB file ({err})") from None
+    except PermissionError as err:
+        raise LDLDataError(f"{path}: cannot be read ({err.strerror})") from None
+    except Exception as err:  # scipy's MatReadError, zlib.error, OSError, ValueError, ...
+        # An empty or cut-off file fails in many ways inside scipy; each is this one line.
+        size = path.stat().st_size
+        raise LDLDataError(f"{path}: not a readable MATLAB file, {size} bytes "
+                           f"({' '.join(str(err).split())})") from None
     missing = [key for key in ("features", "labels") if key not in contents]
     if missing:
         found = sorted(k for k in contents if not k.startswith("__"))
