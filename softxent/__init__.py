@@ -20,6 +20,7 @@ if _sys.argv[:1] == ["-m"] or _sys.argv[0].rsplit("/", 1)[-1] == "softxent":
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._checked import checked as checked
 from ._registry import LossSpec as LossSpec
 from ._registry import get_loss as get_loss
 from ._registry import list_losses as list_losses

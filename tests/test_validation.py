@@ -133,22 +133,84 @@ def test_check_targets_accepts_valid_rows():
     softxent.check_targets(np.array([[0.9, 0.6, 0.2]]), kind="multilabel")
 
 
-@pytest.mark.parametrize(
-    ("targets", "kind", "pattern"),
-    [
-        (
-            [[0.3, 0.5, 0.2], [0.3, 0.3, 0.3]],
-            "distribution",
-            r"row \(1,\) has does not sum to 1.*values \[0.3, 0.3, 0.3\], sum 0.9",
-        ),
-        ([[0.3, 0.5, 0.2], [0.5, np.nan, 0.5]], "distribution", r"row \(1,\) has non-finite"),
-        ([[1.2, -0.2, 0.0]], "distribution", r"row \(0,\) has entries outside \[0, 1\]"),
-        ([[0.9, 1.6, 0.2]], "multilabel", r"entries outside \[0, 1\].*1.6"),
-    ],
-)
+BAD_TARGETS = [
+    ([[0.3, 0.5, 0.2], [0.3, 0.3, 0.3]], "distribution",
+     r"row \(1,\) does not sum to 1 \(tolerance 1e-06\): values \[0.3, 0.3, 0.3\], sum 0.9 "
+     r"\(1 bad row of 2\)"),
+    ([[0.3, 0.5, 0.2], [0.5, np.nan, 0.5]], "distribution", r"row \(1,\) has non-finite"),
+    ([[1.2, -0.2, 0.0]], "distribution", r"row \(0,\) has negative entries"),
+    ([[0.9, 1.6, 0.2]], "multilabel", r"row \(0,\) has entries above 1.*1.6"),
+    ([[0.9, -0.1, 0.2], [0.1, -0.2, 0.2]], "multilabel", r"negative entries.*2 bad rows of 2"),
+]
+
+
+@pytest.mark.parametrize(("targets", "kind", "pattern"), BAD_TARGETS)
 def test_check_targets_reports_the_first_bad_row(targets, kind, pattern):
     with pytest.raises(ValueError, match=pattern):
         softxent.check_targets(np.array(targets), kind=kind)
+
+
+def test_check_targets_prints_float32_values_without_noise():
+    q = np.array([[0.3, 0.3, 0.3]], np.float32)  # 0.3f is 0.30000001192...
+    with pytest.raises(ValueError, match=re.escape("values [0.3, 0.3, 0.3], sum 0.9 (")):
+        softxent.check_targets(q)
+
+
+@pytest.mark.parametrize(("targets", "kind", "pattern"), BAD_TARGETS)
+def test_check_targets_under_jit_reports_through_checkify(targets, kind, pattern):
+    from jax.experimental import checkify
+
+    def step(q):
+        return jnp.sum(softxent.check_targets(q, kind=kind))
+
+    error, _ = jax.jit(checkify.checkify(step))(jnp.asarray(targets, jnp.float32))
+    # The traced message prints arrays as NumPy does (no commas), the eager one as lists.
+    where_and_what = pattern.split(":")[0].split(".*")[0]
+    assert error.get() is not None
+    assert re.search(where_and_what, error.get()), error.get()
+    with pytest.raises(Exception, match=where_and_what):
+        error.throw()
+
+
+def test_check_targets_under_jit_passes_good_rows_and_prints_rounded_sums():
+    from jax.experimental import checkify
+
+    step = jax.jit(checkify.checkify(lambda q: softxent.check_targets(q)))
+    error, out = step(jnp.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], jnp.float32))
+    assert error.get() is None and out.shape == (2, 3)
+    error, _ = step(jnp.array([[0.3, 0.3, 0.3]], jnp.float32))
+    assert "sum [0.9]" in error.get(), error.get()
+
+
+def test_check_targets_under_jit_without_checkify_is_refused():
+    with pytest.raises(ValueError, match="checkify"):
+        jax.jit(lambda q: softxent.check_targets(q))(jnp.ones((2, 2)))
+
+
+def test_checked_loss_reports_bad_targets_from_a_compiled_step():
+    step = jax.jit(softxent.checked(softxent.softmax_cross_entropy))
+    logits = jnp.zeros((2, 3))
+    error, value = step(logits, jnp.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]))
+    assert error.get() is None
+    np.testing.assert_allclose(value, softxent.softmax_cross_entropy(logits, jnp.full(
+        (2, 3), 1.0) * jnp.array([0.2, 0.3, 0.5])))
+    error, value = step(logits, jnp.array([[0.2, 0.3, 0.5], [np.nan, 0.5, 0.5]]))
+    assert "row (1,) has non-finite entries" in error.get()
+    error, _ = step(logits, jnp.array([[0.2, -0.3, 1.1], [0.2, 0.3, 0.5]]))
+    assert "row (0,) has negative entries" in error.get()
+
+
+def test_checked_uses_the_loss_axis_and_kind():
+    step = jax.jit(softxent.checked(softxent.kl_divergence), static_argnames="axis")
+    q = jnp.array([[0.5, 0.2], [0.5, 0.8]])  # columns are the distributions
+    assert step(jnp.zeros((2, 2)), q, axis=0)[0].get() is None
+    assert step(jnp.zeros((2, 2)), q)[0].get() is not None
+    multilabel = jax.jit(softxent.checked(softxent.sigmoid_binary_cross_entropy))
+    assert multilabel(jnp.zeros((1, 3)), jnp.array([[0.9, 0.9, 0.9]]))[0].get() is None
+    with pytest.raises(ValueError, match="teacher logits"):
+        softxent.checked(softxent.distillation_loss)
+    with pytest.raises(ValueError, match="kind="):
+        softxent.checked(lambda p, q: p)
 
 
 def test_check_targets_on_a_class_axis_that_is_not_last():
