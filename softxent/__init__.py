@@ -13,7 +13,7 @@ import sys as _sys
 # argv[0] is "-m"), SIGINT and SIGTERM end it with one line from its first
 # moment: the imports below take seconds on a busy machine.
 if _sys.argv[:1] == ["-m"] or _sys.argv[0].rsplit("/", 1)[-1] == "softxent":
-    from .cli._interrupt import install_early as _install_early
+    from ._exit import install_early as _install_early
 
     _install_early()
 

@@ -8,7 +8,8 @@ folder has already been renamed into place), stops the workers of a process
 pool (``softxent verify`` uses one), prints one line and leaves with
 ``os._exit``. Leaving that way also skips the interpreter's finalisation, where
 XLA's threads can still be running and the process crashed with a segmentation
-fault (exit status 139).
+fault (exit status 139). ``softxent._exit`` has the start-up handler, installed
+before JAX is imported.
 
 Python runs a handler only between bytecodes of the main thread, so a signal
 that arrives during a long native call (an XLA compilation, a computation)
@@ -22,66 +23,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 
-from .._unfinished import remove_all
+from .._exit import ORIGINAL, SIGNALS, leave, message
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE_S = 2.0  # for the main thread to come back from a native call and run the handler
-
-
-def message(command: str, signum: int) -> str:
-    name = f"softxent {command}" if command else "softxent"
-    return f"{name}: interrupted by {signal.Signals(signum).name}"
-
-
-def leave(status: int, line: str) -> None:
-    """Remove unfinished folders, stop worker processes, print ``line`` on stderr, and
-    end the process now."""
-    remove_all()
-    if "multiprocessing" in sys.modules:  # a process pool's workers would outlive us
-        import multiprocessing
-
-        for child in multiprocessing.active_children():
-            with contextlib.suppress(Exception):
-                child.terminate()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with contextlib.suppress(OSError):
-        os.write(2, (line + "\n").encode())
-    os._exit(status)
-
-
-# The handlers found at start-up, before install_early replaced them.
-_ORIGINAL: dict[int, object] = {}
-
-
-def _command_in(argv: list[str]) -> str:
-    from . import COMMANDS
-
-    return next((a for a in argv if a in COMMANDS), "")
-
-
-def _early(signum: int, frame) -> None:
-    leave(128 + signum, message(_command_in(sys.argv[1:]), signum))
-
-
-def install_early() -> None:
-    """Handle SIGINT and SIGTERM from the CLI's first moment, while JAX is still being
-    imported (seconds, on a busy machine): there is no work to clean up yet.
-
-    A signal the process was started with ignored (``nohup``, a shell's
-    background job) stays ignored.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for s in SIGNALS:
-        current = signal.getsignal(s)
-        if current is not signal.SIG_IGN:
-            _ORIGINAL[s] = signal.signal(s, _early)
 
 
 class _Watch:
@@ -128,7 +75,7 @@ def handled(command: str) -> Iterator[_Watch]:
         if signal.getsignal(s) is signal.SIG_IGN:
             continue  # started ignored (nohup, a background job): it stays ignored
         found = signal.signal(s, watch.handler)
-        previous[s] = _ORIGINAL.get(s, found)  # what was there before install_early
+        previous[s] = ORIGINAL.get(s, found)  # what was there before install_early
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     thread = threading.Thread(target=watch.watchdog, args=(read_fd, done), daemon=True,
                               name="softxent-interrupt-watchdog")
