@@ -305,3 +305,19 @@ def test_l2_bad_values(tmp_path, capsys):
         cli(["ldl", "--data", str(path), "--l2", "best"])
     assert exit_info.value.code == 2
     assert "expected a number >= 0 or 'auto', got 'best'" in capsys.readouterr().err
+
+
+def test_cli_reports_folds_at_the_iteration_cap_and_renormalised_rows(tmp_path, capsys):
+    path = _synthetic(tmp_path)
+    base = ["ldl", "--data", str(path), "--folds", "3", "--normalize"]
+    assert cli([*base, "--max-iter", "2", "--json"]) == 0
+    capped = json.loads(capsys.readouterr().out)
+    assert capped["folds_at_max_iter"] == 3 and capped["max_iter"] == 2
+    assert capped["normalize"] is True and capped["renormalized_rows"] == 0
+    assert cli([*base, "--max-iter", "500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["folds_at_max_iter"] < 3
+    assert cli([*base, "--max-iter", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "synthetic: 3 of 3 folds stopped at the iteration cap (--max-iter 2)" in captured.out
+    assert "synthetic: --normalize changed 0 of" in captured.out
+    assert captured.err == ""  # no progress bar where stderr is not a terminal

@@ -64,7 +64,8 @@ def _predict(logits_fn: Any, params: Any, x: Any, mean: Any, scale: Any) -> np.n
 
 def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, seed: int,
                labels: np.ndarray) -> np.ndarray:
-    """Each outer fold's penalty from ``L2_GRID``: fit on four fifths of its training
+    """Each outer fold's penalty from ``L2_GRID`` (``fit`` returns parameters and
+    iteration counts): fit on four fifths of its training
     rows with every candidate at once and keep the one with the lowest mean KL on
     the remaining fifth. Test rows are never seen."""
     import jax.numpy as jnp
@@ -82,8 +83,8 @@ def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, 
     dtype = targets.dtype
     # Row i of every array is outer fold i // grid with candidate i % grid.
     mean, scale = jnp.repeat(mean, grid, axis=0), jnp.repeat(scale, grid, axis=0)
-    params = fit(x, targets, jnp.asarray(np.repeat(fit_rows, grid, axis=0), dtype), mean, scale,
-                 jnp.asarray(np.tile(L2_GRID, folds), dtype))
+    params, _ = fit(x, targets, jnp.asarray(np.repeat(fit_rows, grid, axis=0), dtype), mean,
+                    scale, jnp.asarray(np.tile(L2_GRID, folds), dtype))
     predictions = _predict(maxent_logits, params, x, mean, scale)
     kl = np.array([score(labels[validation[i // grid]], predictions[i][validation[i // grid]])["kl"]
                    for i in range(folds * grid)]).reshape(folds, grid)
@@ -117,7 +118,9 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     The result matches ``softxent ldl --json``: dataset, n, d, k, folds, model,
     loss, seconds, metrics as {name: {mean, std}} over folds (std with ddof = 0,
     as NumPy and PyLDL compute it), dtype, standardize, l2 (the chosen value of
-    each fold when ``l2="auto"``) and sparse.
+    each fold when ``l2="auto"``), sparse, and for maxent max_iter and
+    folds_at_max_iter (how many folds stopped at the iteration cap rather than
+    converging; None for the MLP, which runs a fixed number of steps).
     """
     import jax
     import jax.numpy as jnp
@@ -156,13 +159,16 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     arrays = (x, targets, jnp.asarray(train, dtype), mean, scale)
     if model == "maxent":
         fit = jax.jit(lambda x, t, tr, m, s, penalty: fit_maxent(
-            spec, x, t, tr, m, s, max_iter=max_iter, gtol=gtol, l2=penalty))
+            spec, x, t, tr, m, s, max_iter=max_iter, gtol=gtol, l2=penalty,
+            return_iterations=True))
         if l2 == "auto":
             l2 = _choose_l2(fit, arrays, fold, folds, seed, data.labels)
-        params = fit(*arrays, jnp.asarray(l2, dtype))
+        params, iterations = fit(*arrays, jnp.asarray(l2, dtype))
+        capped = int(np.sum(np.asarray(iterations) >= max_iter))
     else:
         fit = jax.jit(lambda *a: fit_mlp(spec, *a, key=jax.random.key(seed)))
         params = fit(*arrays)
+        capped = None  # a fixed number of steps: no cap to reach
     predictions = _predict(MODELS[model], params, x, mean, scale)
     seconds = time.perf_counter() - start
     per_fold = [score(data.labels[fold == f], predictions[f][fold == f]) for f in range(folds)]
@@ -171,6 +177,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
         "model": model, "loss": loss, "seconds": seconds, "metrics": _summary(per_fold),
         "dtype": dtype, "standardize": standardize,
         "l2": [float(v) for v in l2] if isinstance(l2, np.ndarray) else l2, "sparse": sparse,
+        "folds_at_max_iter": capped, "max_iter": max_iter if model == "maxent" else None,
     }
 
 

@@ -78,7 +78,10 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
         print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
         print(f"{'loss':24} {'impl':11} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
               f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
-    for item in speed.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats):
+    from .._progress import bar
+
+    cases = speed.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats)
+    for item in bar(cases, "bench --large-vocab", unit="case"):
         rows.append(item)
         if table:
             print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
@@ -182,7 +185,10 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
-    for item in speed.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats):
+    from .._progress import bar
+
+    cases = speed.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats)
+    for item in bar(cases, "bench", unit="case"):
         if isinstance(item, float):
             environment["copy_bandwidth_gb_s"] = round(item / 1e9, 2)
             if not table:  # stdout stays pure JSON / Markdown

@@ -64,6 +64,7 @@ def _evaluate(data, args: argparse.Namespace) -> dict:
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
                             seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
                             standardize=True if args.standardize else None, l2=args.l2)
+    result["normalize"] = args.normalize
     result["renormalized_rows"] = data.renormalized_rows
     if data.name in PUBLISHED:
         result["published"] = PUBLISHED[data.name]._asdict()
@@ -78,6 +79,19 @@ def _evaluate(data, args: argparse.Namespace) -> dict:
 def _row(name: str, method: str, metrics: dict, seconds: str, digits: int = 4) -> str:
     cells = [f"{metrics[m]['mean']:.{digits}f} ± {metrics[m]['std']:.{digits}f}" for m in ARROWS]
     return f"| {name} | {method} | " + " | ".join(cells) + f" | {seconds} |"
+
+
+def _notes(result: dict) -> list[str]:
+    """What the table cannot show: folds stopped by the iteration cap, renormalised rows."""
+    notes = []
+    capped = result.get("folds_at_max_iter")
+    if capped is not None:
+        notes.append(f"{result['dataset']}: {capped} of {result['folds']} folds stopped at the "
+                     f"iteration cap (--max-iter {result['max_iter']}) before converging")
+    if result.get("normalize"):
+        notes.append(f"{result['dataset']}: --normalize changed {result['renormalized_rows']} "
+                     f"of {result['n']} label rows")
+    return notes
 
 
 def _markdown(results: list[dict], skipped: list[str]) -> str:
@@ -97,6 +111,7 @@ def _markdown(results: list[dict], skipped: list[str]) -> str:
             # Published to three decimals; more would invent precision.
             lines.append(_row(name, f"{entry.method} (published)", entry.metrics, "n/a", 3))
             sources.append(f"{name}: {entry.source}")
+    lines += [f"\n{note}" for r in results for note in _notes(r)]
     lines += [f"\nPublished figures: {s}" for s in sources]
     lines += [f"\nSkipped {s}" for s in skipped]
     return "\n".join(lines)
@@ -125,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         softmax_loss(args.loss)
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
+    from .._progress import bar, shown
     from ..bench._environment import environment
     from ..ldl import load_mat
     from ._paths import folder
@@ -146,14 +162,14 @@ def run(args: argparse.Namespace) -> int:
             except LDLDataError as err:
                 skipped.append(f"{path.name}: {err}")
     results = []
-    for data in datasets:
+    for data in bar(datasets, "datasets", unit="dataset"):
         try:
             results.append(_evaluate(data, args))
         except ValueError as err:
             if args.data is not None:
                 return _fail(str(err))
             skipped.append(f"{data.name}: {err}")
-        if args.data_dir is not None:
+        if args.data_dir is not None and not shown():  # a log line where no bar is drawn
             print(f"done {data.name}", file=sys.stderr, flush=True)
     if args.data is not None:
         if args.json:

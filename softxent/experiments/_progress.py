@@ -1,4 +1,4 @@
-"""A progress bar over the losses of a run, shown only on a terminal."""
+"""A progress bar over the losses of a run (``softxent._progress``: on a terminal only)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], enabled: bool) -> Iterable[T]:
-    """``items``, wrapped in a tqdm bar when ``enabled`` and stdout is a terminal."""
-    if not enabled:
-        return items
-    import sys
+    """``items``, wrapped in a bar when ``enabled`` and stderr is a terminal."""
+    from .._progress import bar
 
-    from .._optional import require
-
-    tqdm = require("tqdm", "experiments", "the progress bar").tqdm
-    return tqdm(items, desc="losses", unit="loss", disable=not sys.stdout.isatty(), leave=False)
+    return bar(items, "losses", unit="loss") if enabled else items

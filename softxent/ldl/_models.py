@@ -84,14 +84,18 @@ SCIPY_FTOL = 1e7 * 2.220446049250313e-16
 
 def fit_maxent(spec: LossSpec, x: jax.Array | sparse.BCOO, targets: jax.Array, train: jax.Array,
                mean: jax.Array, scale: jax.Array, *, max_iter: int, gtol: float,
-               ftol: float = SCIPY_FTOL, l2: float | jax.Array = 0.0) -> dict[str, jax.Array]:
+               ftol: float = SCIPY_FTOL, l2: float | jax.Array = 0.0,
+               return_iterations: bool = False
+               ) -> dict[str, jax.Array] | tuple[dict[str, jax.Array], jax.Array]:
     """Fit the linear softmax model of every fold with optax L-BFGS.
 
     Stops a fold as SciPy's L-BFGS-B does: when the largest gradient entry of
     the summed loss falls to ``gtol``, when an iteration reduces the summed loss
     f by no more than ``ftol · max(|f|, |f_prev|, 1)``, or after ``max_iter``
     iterations. ``l2`` adds l2/2 · ‖w‖² per training example (0: Geng's
-    unregularised model): one value for every fold, or one per fold.
+    unregularised model): one value for every fold, or one per fold. With
+    ``return_iterations``, also each fold's iteration count (``max_iter``
+    where a fold stopped at the cap).
     """
     d, k, dtype = mean.shape[-1], targets.shape[1], targets.dtype
 
@@ -129,15 +133,16 @@ def fit_maxent(spec: LossSpec, x: jax.Array | sparse.BCOO, targets: jax.Array, t
             state = optimizer.init(params)
         inf = jnp.asarray(jnp.inf, dtype)
         carry = (params, state, jnp.zeros((), jnp.int32), inf, inf, inf)
-        params = lax.while_loop(keep_going, step, carry)[0]
-        return params
+        params, _, iterations, *_ = lax.while_loop(keep_going, step, carry)
+        return params, iterations
 
     # One fold after another inside the compiled program, not vmap: the zoom
     # line search branches on each fold's own state, and under vmap every branch
     # runs for every fold until the slowest fold is done (about 20 loss
     # evaluations per iteration on Movie instead of 1 or 2).
     l2 = jnp.broadcast_to(jnp.asarray(l2, dtype), train.shape[:1])
-    return lax.map(lambda fold: one_fold(*fold), (train, mean, scale, l2))
+    params, iterations = lax.map(lambda fold: one_fold(*fold), (train, mean, scale, l2))
+    return (params, iterations) if return_iterations else params
 
 
 def mlp_logits(params: dict[str, jax.Array], x: jax.Array, mean: jax.Array,
