@@ -33,7 +33,7 @@ def checked(
     Args:
       loss: a softxent loss taking ``(predictions, targets, ...)``.
       kind: ``"distribution"`` or ``"multilabel"``; default from the registry:
-        ``"multilabel"`` for the elementwise (sigmoid and binary) losses,
+        ``"multilabel"`` for the per-component (sigmoid and binary) losses,
         ``"distribution"`` for the others.
       atol: tolerance on the row sums.
 
@@ -60,7 +60,7 @@ def checked(
             raise ValueError(f"checked: {name} takes teacher logits as targets, which have no "
                              "range to check")
         if kind is None:
-            kind = "multilabel" if spec.reduction == "elementwise" else "distribution"
+            kind = "multilabel" if spec.output == "per_component" else "distribution"
     elif kind is None:
         raise ValueError(f"checked: {name or loss!r} is not a registry loss; give kind="
                          "'distribution' or 'multilabel'")
