@@ -13,9 +13,8 @@ import pytest
 from . import _signals
 
 POINTS = [  # (command, signal, the mark after which it is sent, seconds after the mark)
-    ("run", signal.SIGINT, "compiled", 0.05),
     ("run", signal.SIGTERM, "figures", 0.05),
-    ("ldl", signal.SIGTERM, "compiled", 0.05),
+    ("ldl", signal.SIGINT, "compiled", 0.05),
     ("verify", signal.SIGINT, "main", 0.05),  # its process pool's workers must go too
     ("catalogue", signal.SIGTERM, "start", 0.3),  # while JAX is being imported
     ("bench", signal.SIGINT, "compiled", 0.05),

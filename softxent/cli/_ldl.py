@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also run the SciPy SA-BFGS peer on the same folds")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    from .. import _distributed
+
+    _distributed.add_arguments(parser)
 
 
 def _fail(message: str) -> int:
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         softmax_loss(args.loss)
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
+    from .. import _distributed
     from .._progress import bar, shown
     from ..bench._environment import environment
     from ..ldl import load_mat
@@ -161,16 +165,36 @@ def run(args: argparse.Namespace) -> int:
                 datasets.append(load_mat(path, normalize=args.normalize))
             except LDLDataError as err:
                 skipped.append(f"{path.name}: {err}")
-    results = []
-    for data in bar(datasets, "datasets", unit="dataset"):
+    try:
+        _distributed.settings(args)
+    except _distributed.DistributedError as error:
+        return _fail(str(error))
+    _distributed.start(args, "ldl")
+    # Several processes: each fits every count-th dataset; process 0 gathers the results.
+    index, count = jax.process_index(), jax.process_count()
+    outcomes: dict[int, dict] = {}
+    mine = [i for i in range(len(datasets)) if i % count == index]
+    for i in bar(mine, "datasets", unit="dataset"):
+        data = datasets[i]
         try:
-            results.append(_evaluate(data, args))
+            outcomes[i] = {"result": _evaluate(data, args)}
         except ValueError as err:
             if args.data is not None:
                 return _fail(str(err))
-            skipped.append(f"{data.name}: {err}")
+            outcomes[i] = {"skipped": f"{data.name}: {err}"}
+        if count > 1 and index != 0:
+            _distributed.share(f"ldl/{i}", json.dumps(outcomes[i]))
         if args.data_dir is not None and not shown():  # a log line where no bar is drawn
             print(f"done {data.name}", file=sys.stderr, flush=True)
+    if index != 0:
+        _distributed.finish()
+        return 0
+    for i in range(len(datasets)):
+        if i not in outcomes:
+            outcomes[i] = json.loads(_distributed.receive(f"ldl/{i}"))
+    _distributed.finish()
+    results = [outcomes[i]["result"] for i in range(len(datasets)) if "result" in outcomes[i]]
+    skipped += [outcomes[i]["skipped"] for i in range(len(datasets)) if "skipped" in outcomes[i]]
     if args.data is not None:
         if args.json:
             print(json.dumps({"environment": run_environment, **results[0]}, indent=2))

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a config key, e.g. optimizer.learning_rate=0.1")
+    from .. import _distributed
+
+    _distributed.add_arguments(parser)
 
 
 def _fmt(value) -> str:
@@ -54,23 +57,35 @@ def summary_table(summary: dict[str, dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import _distributed
     from ..experiments import load
-    from ._paths import output_folder
+    from ._paths import UsageError, output_folder, readable_file
 
     # Every config and the results folder are checked before any work: a mistake
     # found after training would lose it. Errors reach the CLI's one-line report.
     output_folder(args.out)
+    for path in args.configs:
+        readable_file(path, "config")
+    try:
+        _distributed.settings(args)
+    except _distributed.DistributedError as error:
+        raise UsageError(str(error)) from None
+    # Before load, which may ask JAX for devices: the processes must join first.
+    writer = _distributed.start(args, "run")
     configs = [load(path, args.overrides) for path in args.configs]
     from ..experiments._runner import run as run_config
 
     for config in configs:
-        print(f"{config['name']} ({config['kind']}): {config.get('description', '')}")
+        if writer:
+            print(f"{config['name']} ({config['kind']}): {config.get('description', '')}",
+                  flush=True)
         try:
-            path, result = run_config(config, args.out, progress=True)
+            path, result = run_config(config, args.out, progress=writer)
         except Exception as error:
             error.add_note(f"no results folder was written for {config['name']}")
             raise
-        print(summary_table(result.summary))
-        where = f"; results: {path}" if path is not None else ""
-        print(f"  devices: {', '.join(result.devices)}{where}\n")
+        if writer:
+            print(summary_table(result.summary))
+            print(f"  devices: {', '.join(result.devices)}; results: {path}\n")
+    _distributed.finish()
     return 0
