@@ -36,6 +36,12 @@ def leave(status: int, line: str) -> None:
         for child in multiprocessing.active_children():
             with contextlib.suppress(Exception):
                 child.terminate()
+        # What a normal exit runs: the pool's semaphores are unlinked here, or the
+        # resource tracker, which outlives us, warns about them after our last line.
+        from multiprocessing import util
+
+        with contextlib.suppress(Exception):
+            util._exit_function()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -55,6 +61,9 @@ def install_early() -> None:
     background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         return
+    parent = getattr(sys.modules.get("multiprocessing"), "parent_process", None)
+    if parent is not None and parent() is not None:
+        return  # a pool worker, given the CLI's argv by spawn: its parent handles signals
     for s in SIGNALS:
         if signal.getsignal(s) is not signal.SIG_IGN:
             ORIGINAL[s] = signal.signal(s, _early)
