@@ -160,7 +160,7 @@ def test_console_entry_exits_2_with_one_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"softxent run: {tmp_path}: is a folder, not a config file"]
+        f"softxent run: config {tmp_path}: is a folder, not a file"]
 
 
 @pytest.mark.parametrize("fault", ["figure", "full disk"])
