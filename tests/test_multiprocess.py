@@ -131,7 +131,8 @@ def test_ldl_data_dir_across_two_processes_equals_one(tmp_path):
     for name in ("a", "b", "c"):
         scipy.io.savemat(data / f"{name}.mat", {"features": rng.normal(size=(60, 4)),
                                                 "labels": rng.dirichlet(np.ones(3), size=60)})
-    from softxent.ldl import cross_validate, load_mat
+    from softxent.bench import cross_validate
+    from softxent.ldl import load_mat
 
     argv = [sys.executable, "-m", "softxent", "ldl", "--data-dir", str(data), "--folds", "3",
             "--max-iter", "40", "--json"]
