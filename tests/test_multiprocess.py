@@ -146,7 +146,7 @@ def test_ldl_data_dir_across_two_processes_equals_one(tmp_path):
     outs = [p.communicate(timeout=300) for p in pair]
     assert [p.returncode for p in pair] == [0, 0], [err for _, err in outs]
     assert outs[1][0] == ""  # only process 0 prints the results
-    joint = json.loads(outs[0][0])
+    joint = json.loads(outs[0][0])["results"]
     assert [r["dataset"] for r in joint] == ["a", "b", "c"]
     worst = max(abs(r1["metrics"][m][s] - r2["metrics"][m][s])
                 for r1, r2 in zip(single, joint, strict=True)

@@ -149,8 +149,6 @@ def run(args: argparse.Namespace) -> int:
     from ..ldl import load_mat
     from ._paths import folder
 
-    # Taken before the fits start: the load average then says how busy the machine was.
-    run_environment = environment(args.command_line)
     # Every file is read and checked before any fitting starts.
     if args.data is not None:
         datasets = [load_mat(args.data, normalize=args.normalize)]
@@ -169,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
         _distributed.settings(args)
     except _distributed.DistributedError as error:
         return _fail(str(error))
-    _distributed.start(args, "ldl")
+    _distributed.start(args, "ldl")  # before anything asks JAX for its devices
+    # Taken before the fits start: the load average then says how busy the machine was.
+    run_environment = environment(args.command_line)
     # Several processes: each fits every count-th dataset; process 0 gathers the results.
     index, count = jax.process_index(), jax.process_count()
     outcomes: dict[int, dict] = {}
