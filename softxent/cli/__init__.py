@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "prove",
     "catalogue",
+    "analyze",
     "verify",
     "run",
     "ldl",
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"softxent {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                         help="import MODULE (a module name or a .py file) first, so the "
+                         "losses it registers are available (repeatable)")
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}._{name}")
         command = sub.add_parser(
@@ -49,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=module.HELP,
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[plugins],
         )
         module.add_arguments(command)
         # SUPPRESS: the subcommand's default must not overwrite `softxent --debug CMD`.
@@ -80,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     130 or 143 (see ``_interrupt``).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    for i, item in enumerate(argv[:-1]):
+        if item == "--expr":  # a formula may start with '-', which argparse reads as an option
+            argv[i : i + 2] = [f"--expr={argv[i + 1]}"]
+            break
     command = next((a for a in argv if a in COMMANDS), "")
     with _interrupt.handled(command):
         args = build_parser().parse_args(argv)
@@ -91,7 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from .._optional import missing_extra, require
 
+    from .._plugins import PluginError, load_plugins
+
     prefix = f"softxent {args.command}"
+    try:
+        load_plugins(args.plugin)
+    except PluginError as error:
+        print(f"{prefix}: {error}", file=sys.stderr)
+        return 2
     try:
         for module, extra in args.needs:
             require(module, extra, "this command")

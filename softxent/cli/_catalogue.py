@@ -1,9 +1,9 @@
-"""Where each loss drives the prediction for a soft target, from the symbolic results.
+"""Where each loss drives the prediction for a soft target, from ``softxent analyze``.
 
-For every registry loss: the minimiser p* for --target (closed form, or the
-SymPy stationarity condition solved numerically; never an optimiser run on the
-JAX loss), whether it is strictly proper, the bias p* − q, the inverse map back
-to q, and convexity in p and in the logits.
+For every registry loss, its twin analysed: the minimiser p* for --target
+(closed form where SymPy derives one, or the KKT conditions solved numerically;
+never an optimiser run on the JAX loss), whether it is strictly proper, the bias
+p* − q, the inverse map back to q, and convexity in p and in the logits.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             rows.append(entry(spec.name, target, overrides.get(spec.name)))
-        except ValueError as err:
-            return _fail(str(err))
+        except (ValueError, KeyError) as err:
+            return _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         p_star = "[" + ", ".join(f"{v:.4f}" for v in row["minimizer"]) + "]"
         bias = max(abs(v) for v in row["bias"])
         print(f"\n{row['loss']}" + (f" ({params})" if params else ""))
-        print(f"  proper: {'yes' if row['proper'] else 'no'}   p* = {p_star}   "
-              f"max|p* − q| = {bias:.4f}")
+        proper = {True: "yes", False: "no", None: "undecided"}[row["proper"]]
+        print(f"  proper: {proper}   p* = {p_star}   max|p* − q| = {bias:.4f}")
         print(f"  {row['method']}")
         if row["inverse"]:
             print(f"  inverse: {row['inverse']} (recovers q to {row['inverse_error']:.1e})")

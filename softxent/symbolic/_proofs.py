@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import mpmath
-import numpy as np
 import sympy as sp
 
 from ._engine import Derivation, StepFailed
@@ -195,65 +194,20 @@ def bce_on_softmax() -> Derivation:
     return d
 
 
-def _check_closed_form(d: Derivation, name: str) -> None:
-    """Substitute a closed-form minimiser into the stationarity conditions."""
-    from ._catalogue import CLOSED_FORMS
-    from ._twins import twin
-
-    t = twin(name)
-    params = t.parameters(symbolic=True)
-    if t.output == "per_component":
-        loss = t.in_probabilities(p, q, params)
-        p_star = CLOSED_FORMS[name][0](np.array([q], dtype=object), params)[0]
-        d.holds(f"{name}: dℓ/dp = 0 at {CLOSED_FORMS[name][1]}",
-                lambda: sp.simplify(sp.diff(loss, p).subs(p, p_star)) == 0,
-                sp.Derivative(sp.Symbol("ℓ"), p), "=", sp.Integer(0), "substituted")
-        return
-    if t.targets == "logits":
-        # Distillation is parametrised by logits: the student's gradient must
-        # vanish at s = t for every temperature, and then softmax(s) = q.
-        S = sp.symbols("s1:4", real=True)
-        T_logits = sp.symbols("t1:4", real=True)
-        loss = t.in_logits(S, T_logits, params)
-        at = dict(zip(S, T_logits, strict=True))
-        d.holds(f"{name}: ∂ℓ/∂s_i = 0 at s = t for every T > 0, so {CLOSED_FORMS[name][1]}",
-                lambda: all(sp.simplify(sp.diff(loss, si).subs(at)) == 0 for si in S),
-                sp.Symbol("∂ℓ/∂s_i |_(s=t)"), "=", sp.Integer(0), "substituted, K = 3")
-        return
-    P = sp.symbols("p1:4", positive=True)
-    Qs = list(sp.symbols("q1:3", positive=True)) + [None]
-    Qs[2] = 1 - Qs[0] - Qs[1]
-    loss = t.in_probabilities(P, Qs, params)
-    p_star = CLOSED_FORMS[name][0](np.array(Qs, dtype=object), params)
-    at = {P[i]: sp.nsimplify(p_star[i]) for i in range(3)}
-    grads = [sp.simplify(sp.diff(loss, pi).subs(at)) for pi in P]
-    d.holds(f"{name}: ∂ℓ/∂p_i equal for all i (KKT) at {CLOSED_FORMS[name][1]}",
-            lambda: sp.simplify(grads[0] - grads[1]) == 0 and sp.simplify(grads[0] - grads[2])
-            == 0, sp.Symbol("∂ℓ/∂p_i"), "=", grads[0], "substituted, K = 3, Σ q = 1")
-
-
 def catalogue() -> Derivation:
-    """Every closed-form minimiser is checked; the rest solve their stationarity condition."""
-    from ._catalogue import CLOSED_FORMS, is_proper, stationarity
-    from ._twins import SEPARABLE, all_twins
+    """The analysis of every registry loss (K = 3 for class losses), each a checked lemma.
+
+    Each lemma is ``analyze``'s derivation from the loss's SymPy twin: its
+    stationarity condition, properness and the minimiser's closed form or the
+    conditions it solves, every step checked.
+    """
+    from ._analysis import analyze
+    from ._twins import all_twins
 
     d = Derivation("Catalogue: where each loss drives p for a soft target",
-                   "parameters symbolic where the check allows; K = 3 for class losses")
+                   "parameters at their defaults; K = 3 for class losses")
     for t in all_twins():
-        if t.name in CLOSED_FORMS:
-            _check_closed_form(d, t.name)
-        elif t.name in SEPARABLE:
-            values = t.parameters()
-            proper = is_proper(t.name)
-            d.holds(f"{t.name} (defaults {dict(values)}): minimiser solves "
-                    f"{stationarity(t.name)}; q·φ'(q) is {'constant' if proper else 'not constant'}"
-                    f", so the loss is {'' if proper else 'not '}strictly proper",
-                    lambda: True, how="from the separable KKT condition")
-        else:
-            proper = is_proper(t.name)
-            d.holds(f"{t.name}: minimiser per component solves {stationarity(t.name)}; "
-                    f"dℓ/dp at p = q {'vanishes' if proper else 'does not vanish'}",
-                    lambda: True, how="symbolic derivative at p = q")
+        d.lemma(analyze(t.name).base_derivation)
     return d
 
 
