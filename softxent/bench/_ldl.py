@@ -95,7 +95,8 @@ def _choose_l2(fit: Any, arrays: tuple[Any, ...], fold: np.ndarray, folds: int, 
 def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_divergence",
                    folds: int = 10, seed: int = 0, max_iter: int = 500, gtol: float = 1e-7,
                    standardize: bool | None = None, dtype: str = "float64",
-                   l2: float | str = 0.0, sparse: bool | None = None) -> dict[str, Any]:
+                   l2: float | str = 0.0, sparse: bool | None = None,
+                   inverse_map: bool = False) -> dict[str, Any]:
     """Train every fold in one jitted call and report the six measures.
 
     ``standardize`` (default: off for maxent, on for the MLP) scales features
@@ -114,6 +115,13 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     rows play no part in the choice, and ``seconds`` includes it. A penalty on
     the weights needs features on one scale, so ``l2="auto"`` standardises them
     unless ``standardize=False`` is given.
+
+    ``inverse_map=True`` also scores the predictions mapped back through the
+    loss's symbolic inverse map (``softxent.symbolic.analyze(loss).invert``):
+    for an improper loss, the target whose minimiser the prediction is. The
+    result then has ``metrics_inverse_map`` (same form as ``metrics``) and
+    ``inverse_map`` (the map, as text); a loss without an inverse map is a
+    ``ValueError`` before any fitting.
 
     The result matches ``softxent ldl --json``: dataset, n, d, k, folds, model,
     loss, seconds, metrics as {name: {mean, std}} over folds (std with ddof = 0,
@@ -142,6 +150,7 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
         raise ValueError(f"sparse features need model 'maxent' (the MLP standardises them "
                          f"densely), got model {model!r}")
     spec = softmax_loss(loss)
+    analysis = _inverse_map_of(loss, data.k) if inverse_map else None
     start = time.perf_counter()
     fold = fold_assignment(data.n, folds, seed)
     train = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float64)
@@ -172,13 +181,30 @@ def cross_validate(data: LDLData, *, model: str = "maxent", loss: str = "kl_dive
     predictions = _predict(MODELS[model], params, x, mean, scale)
     seconds = time.perf_counter() - start
     per_fold = [score(data.labels[fold == f], predictions[f][fold == f]) for f in range(folds)]
-    return {
+    result = {
         "dataset": data.name, "n": data.n, "d": data.d, "k": data.k, "folds": folds,
         "model": model, "loss": loss, "seconds": seconds, "metrics": _summary(per_fold),
         "dtype": dtype, "standardize": standardize,
         "l2": [float(v) for v in l2] if isinstance(l2, np.ndarray) else l2, "sparse": sparse,
         "folds_at_max_iter": capped, "max_iter": max_iter if model == "maxent" else None,
     }
+    if analysis is not None:
+        mapped = [analysis.invert(predictions[f][fold == f]) for f in range(folds)]
+        result["inverse_map"] = analysis.inverse_map
+        result["metrics_inverse_map"] = _summary(
+            [score(data.labels[fold == f], mapped[f]) for f in range(folds)])
+    return result
+
+
+def _inverse_map_of(loss: str, k: int) -> Any:
+    """The symbolic analysis of ``loss`` for K classes, which must have an inverse map."""
+    from ..symbolic import analyze
+
+    analysis = analyze(loss, classes=k)
+    if analysis.inverse_map is None:
+        raise ValueError(f"--loss {loss!r} has no inverse map (softxent analyze {loss} found "
+                         f"none), so --inverse-map cannot map its predictions back")
+    return analysis
 
 
 def cross_validate_peer(data: LDLData, *, folds: int = 10, seed: int = 0) -> dict[str, Any]:

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="renormalise label rows that do not sum to 1")
     parser.add_argument("--peer", action="store_true",
                         help="also run the SciPy SA-BFGS peer on the same folds")
+    parser.add_argument("--inverse-map", action="store_true",
+                        help="also score the predictions mapped back through the loss's "
+                        "symbolic inverse map (softxent analyze)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     from .. import _distributed
 
@@ -66,7 +69,8 @@ def _evaluate(data, args: argparse.Namespace) -> dict:
 
     result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
                             seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
-                            standardize=True if args.standardize else None, l2=args.l2)
+                            standardize=True if args.standardize else None, l2=args.l2,
+                            inverse_map=args.inverse_map)
     result["normalize"] = args.normalize
     result["renormalized_rows"] = data.renormalized_rows
     if data.name in PUBLISHED:
@@ -106,6 +110,9 @@ def _markdown(results: list[dict], skipped: list[str]) -> str:
     for r in results:
         name = r["dataset"]
         lines.append(_row(name, f"softxent {r['model']}", r["metrics"], f"{r['seconds']:.2f}"))
+        if "metrics_inverse_map" in r:
+            lines.append(_row(name, f"softxent {r['model']}, mapped back: {r['inverse_map']}",
+                              r["metrics_inverse_map"], "-"))
         if "peer" in r:
             lines.append(_row(name, "SA-BFGS (SciPy)", r["peer"]["metrics"],
                               f"{r['peer']['seconds']:.2f} ({r['speedup']:.1f}× softxent's time)"))

@@ -33,8 +33,16 @@ def common_schema(kinds: tuple[str, ...]) -> dict[str, Any]:
             "steps": Field((int,), 1000, at_least(1)),
             "log_every": Field((int,), 10, at_least(1)),
         },
+        "plugins": Field((list,), [], _plugin_paths,
+                         "modules or .py files (relative to this config) to import first: "
+                         "the losses they register can be named in [[losses]]"),
         "losses": Field((list,), check=_loss_entries),
     }
+
+
+def _plugin_paths(value: list[Any]) -> str | None:
+    bad = [v for v in value if not isinstance(v, str) or not v]
+    return f"expected module names or .py paths (strings), got {bad[0]!r}" if bad else None
 
 
 def _figure_names(value: list[Any]) -> str | None:
@@ -98,6 +106,19 @@ def _label(name: str, params: dict[str, Any]) -> str:
     return name + "".join(f",{k}={v:g}" for k, v in params.items())
 
 
+def _load_plugins(plugins: list[str], path: Path, source: str) -> None:
+    from .._plugins import PluginError, load_plugin
+
+    for i, plugin in enumerate(plugins):
+        if plugin.endswith(".py") and not Path(plugin).is_absolute():
+            plugin = str(path.parent / plugin)
+        try:
+            load_plugin(plugin)
+        except PluginError as err:
+            raise ConfigError(source, f"plugins[{i}]", str(err).removeprefix("--plugin ")) \
+                from None
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Read, override and validate a config; raise :class:`ConfigError` on any problem."""
     from . import KINDS
@@ -112,6 +133,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]
     kind = importlib.import_module(KINDS[kind_name])
     schema = {**common_schema(tuple(KINDS)), **kind.SCHEMA}
     config = validate(raw, schema, source)
+    _load_plugins(config["plugins"], Path(path), source)
     config["losses"] = _check_losses(config["losses"], source)
     steps, log_every = config["optimizer"]["steps"], config["optimizer"]["log_every"]
     if steps % log_every:
