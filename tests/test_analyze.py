@@ -118,6 +118,14 @@ def test_spherical_is_not_separable_and_its_proof_is_second_order():
     assert "numerical" in a.proper_reason  # the global part says what rests on numbers
 
 
+def test_inverse_map_of_a_saturated_prediction_is_finite():
+    # A softmax that rounds to exactly 1: q ∝ 1/(1 − p) is read at the nearest p below 1.
+    recovered = analyze(SQUARED_MISS).invert(np.array([[1.0, 0.0, 0.0], [0.5, 0.3, 0.2]]))
+    assert np.all(np.isfinite(recovered))
+    np.testing.assert_allclose(recovered[0], [1, 0, 0], atol=1e-15)
+    np.testing.assert_allclose(recovered.sum(axis=1), 1)
+
+
 def test_elementwise_closed_form_and_inverse():
     a = analyze(WEIGHTED_BCE, target=[0.3])
     assert a.closed_form == "p* = 2*q/(q + 1)"

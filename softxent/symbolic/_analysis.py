@@ -47,7 +47,7 @@ from ._loss import SymbolicLoss, registry_symbolic_loss
 from ._parse import ExpressionError, P, Q, probability_symbols
 
 Verdict = str  # "yes" | "no" | "unknown"
-SYMBOLIC_SECONDS = 1.5  # time allowed to each symbolic attempt that may not finish
+SYMBOLIC_SECONDS = 1.5  # CPU seconds allowed to each symbolic attempt that may not finish
 SEARCH_POINTS = 200  # random points a convexity counterexample search tries
 DIGITS = 50  # mpmath precision of confirmations
 
@@ -64,7 +64,8 @@ class _OutOfTime(Exception):
 
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt a SymPy computation after ``seconds`` (main thread only; elsewhere none).
+    """Interrupt a SymPy computation after ``seconds`` of CPU time (main thread only;
+    elsewhere none).
 
     simplify, solve and factor can run for minutes on an unlucky expression; an
     attempt that runs out of time counts as not established, never as a verdict.
@@ -81,13 +82,15 @@ def _time_limit(seconds: float) -> Iterator[None]:
     # collector callback (JAX registers one), where it would be lost.
     collecting = gc.isenabled()
     gc.disable()
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # CPU time, not wall time: on a loaded machine an attempt gets the same work done
+    # before it is interrupted, so verdicts do not depend on the load.
+    previous = signal.signal(signal.SIGPROF, interrupt)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         if collecting:
             gc.enable()
 
@@ -483,8 +486,8 @@ class _Elementwise:
         if self.inverse_expr is None:
             return None
         with np.errstate(all="ignore"):
-            return np.asarray(_np(self.inverse_expr, (P,))(p_star), dtype=np.float64) \
-                * np.ones_like(p_star)
+            return np.asarray(_np(self.inverse_expr, (P,))(_open_interval(p_star)),
+                              dtype=np.float64) * np.ones_like(p_star)
 
     # convexity
     def convex_in_p(self) -> tuple[Verdict, str]:
@@ -512,6 +515,13 @@ class _Elementwise:
         in_x = second.xreplace({e: sp.exp(x)})
         grid = np.meshgrid(np.linspace(-20, 20, 401), np.linspace(0.01, 0.99, 99), indexing="ij")
         return _search_negative(self.d, "d²ℓ/dx²", in_x, (x, Q), grid, "logit")
+
+
+def _open_interval(p: np.ndarray) -> np.ndarray:
+    """Probabilities moved into (0, 1) by at most one float64 step: a softmax that
+    rounds to exactly 1 (or 0) is read as the nearest number inside, so that an inverse
+    map such as 1/(1 − p) gives its limit's direction instead of inf/inf."""
+    return np.clip(p, np.finfo(np.float64).tiny, np.nextafter(1.0, 0.0))
 
 
 def _search_negative(d: Derivation, what: str, expr: sp.Expr, args: tuple[sp.Symbol, ...],
@@ -894,7 +904,7 @@ class _Simplex:
     def invert(self, p_star: np.ndarray) -> np.ndarray | None:
         if self.inverse is None:
             return None
-        rows = np.atleast_2d(p_star)
+        rows = _open_interval(np.atleast_2d(p_star))
         kind, r = self.inverse
         if kind == "identity":
             out = rows.copy()
