@@ -67,3 +67,18 @@ def install_early() -> None:
     for s in SIGNALS:
         if signal.getsignal(s) is not signal.SIG_IGN:
             ORIGINAL[s] = signal.signal(s, _early)
+
+
+def _after_the_work(signum: int, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signum)
+
+
+def finished() -> None:
+    """After a command's work, in the CLI process: a signal during the interpreter's
+    shutdown (JAX's exit callbacks) ends it at once and quietly, the results being
+    complete, instead of printing a KeyboardInterrupt traceback from a callback."""
+    for s in ORIGINAL:
+        signal.signal(s, _after_the_work)

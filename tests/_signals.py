@@ -231,7 +231,8 @@ def trial(command: str, argv: list[str], signum: int, target: str, delay: float,
         outcome = "finished"
     elif status == 128 + signum and len(lines) == 1 and lines[0].startswith(expected):
         outcome = "interrupted"
-    elif status == -signum and stdout.strip() and phase in ("writing", "after writing"):
+    elif (status in (-signum, 128 + signum) and not lines and stdout.strip()
+          and phase == "after writing"):
         outcome = "finished"  # the signal came during interpreter shutdown, the work was done
     else:
         outcome = f"exit {status}, last line {lines[-1] if lines else ''!r}"

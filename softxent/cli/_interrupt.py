@@ -26,7 +26,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from .._exit import ORIGINAL, SIGNALS, leave, message
+from .._exit import ORIGINAL, SIGNALS, finished, leave, message
 
 GRACE_S = 2.0  # for the main thread to come back from a native call and run the handler
 
@@ -87,6 +87,7 @@ def handled(command: str) -> Iterator[_Watch]:
         signal.set_wakeup_fd(previous_fd)
         for s, h in previous.items():
             signal.signal(s, h)
+        finished()  # the CLI process only (where the start-up handler ran)
         os.close(write_fd)
         thread.join(timeout=1)
         with contextlib.suppress(OSError):
