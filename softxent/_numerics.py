@@ -161,20 +161,38 @@ def masked_log_softmax(logits: jax.Array, axis: int, where: jax.Array | None) ->
     return _log_softmax(logits, keep, axis % logits.ndim)
 
 
+def shifted_logits(logits: jax.Array, keep: jax.Array | None, peak: jax.Array) -> jax.Array:
+    """The logits as the softmax takes them, less the row's shift: the core of every
+    masked log-softmax in softxent.
+
+    ``peak`` is the row's largest kept logit (class axis kept, size 1). Masked
+    classes are -inf; a row holding +inf takes its limit (0 at the +inf entries,
+    -inf elsewhere), so its mass splits evenly over them; other rows are
+    ``z - peak``, and a fully masked row (peak -inf) is left unshifted.
+    """
+    if keep is not None:
+        logits = jnp.where(keep, logits, -jnp.inf)
+    limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
+    logits = jnp.where(jnp.isposinf(peak), limit, logits)
+    return logits - jnp.where(jnp.isfinite(peak), peak, 0)
+
+
+def nonzero_total(total: jax.Array) -> jax.Array:
+    """A row's ``sum exp(shifted_logits)``, with 1 for a row with no finite mass (fully
+    masked: all its exponentials are 0), so that its log is 0 and no 0/0 arises."""
+    return jnp.where(total > 0, total, 1)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _log_softmax(logits: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
-    logits = jnp.where(keep, logits, -jnp.inf)
-    peak = lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
-    has_pos_inf = jnp.isposinf(peak)
-    limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
-    logits = jnp.where(has_pos_inf, limit, logits)
-    shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    shifted = logits - shift
+    masked = jnp.where(keep, logits, -jnp.inf)
+    peak = lax.stop_gradient(jnp.max(masked, axis=axis, keepdims=True))
+    shifted = shifted_logits(masked, None, peak)
     # The normaliser is 1 + rest, the top entry's exp(0) = 1 left out of the sum, and
     # its log is log1p(rest): log(1 + rest) would round the top class's log p to 0
     # once rest < eps, losing 1 - p_top (and every derivative of (1 - p)^gamma) for a
     # saturated row. A fully masked row has rest = 0 and stays at -inf, with no 0/0.
-    is_top = _is_top(logits, axis)
+    is_top = _is_top(shifted, axis)
     rest = jnp.sum(jnp.where(is_top, 0, jnp.exp(shifted)), axis=axis, keepdims=True)
     return shifted - jnp.log1p(rest)
 

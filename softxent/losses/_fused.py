@@ -1,39 +1,63 @@
-"""Fast values and derivatives for the softmax losses whose logit gradient is ``sum(q) p - q``.
+"""Fused value and logit gradient of the softmax losses whose gradient is ``sum(q) p - q``.
 
 Soft cross-entropy, forward KL and the distillation loss share one gradient in
-the logits: ``sum(q) * softmax(z) - q`` on the kept classes. Left to autodiff,
-the log-softmax saves its N x V output and the backward pass makes several more
-N x V passes. Here the value is computed from the row's log-sum-exp without
-forming the log-softmax (a pass for the peak, one for the sum of exponentials,
-one for the weighted sum of the targets), and the logit tangent is written out
-with ``jax.custom_jvp``. XLA's CPU backend reads each reduction's input from a
-materialised N x V temporary, so on the CPU the row statistics of a large array
-are computed a block of rows at a time (``_row_blocked``): the temporaries stay
-in cache and the compiled step keeps no N x V buffer beyond the gradient
-(``softxent bench`` reports the temp memory). Other backends fuse the
-elementwise work into the reductions and take the whole array at once. On the
-CPU an array small enough to stay in cache (under ``BLOCKED_MIN_ENTRIES``) is
-taken whole and keeps its ``exp(z - m)`` for the gradient: there the time goes
-to the exponentials, not to memory traffic.
-bfloat16 inputs are cast to float32 where they are read (per block, and in the
-gradient's pass), not copied whole beforehand. The tangent is linear in the
-tangents, so JAX transposes it into the VJP: forward mode (``jacfwd``), reverse
-mode and higher derivatives all work, which a ``custom_vjp`` would not allow.
+the logits. Left to autodiff, the log-softmax saves its N x V output and the
+backward pass makes several more N x V passes; here the log-softmax is never
+formed and the logit tangent is written out.
 
-The limits are the reference's (``masked_log_softmax`` followed by ``xlogy``):
-a masked class or a -inf logit has probability 0 and a zero target there
-contributes 0; a row with +inf logits splits its mass evenly over them and is
-constant in the logits; a fully masked row gives 0. Tangents in the targets and
-in the scalar parameter (label smoothing, temperature) are the reference
-formula's own (``jax.jvp`` of it), so those derivatives are unchanged.
-Distillation's teacher probabilities are formed from the teacher's logits where
-they are read (per block on the CPU, and in the gradient's pass), from the
-teacher's row statistics, so they are never an N x V array either.
-``tests/test_fast_paths.py`` holds the fast paths and the references to each other.
+Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
+
+1. Targets (``_read``, the one place the loss kinds differ). Cross-entropy
+   smooths ``q' = (1 - alpha) q + alpha / K`` over the ``K`` kept classes; KL
+   keeps ``q`` and subtracts its entropy; distillation divides both logit rows
+   by ``T`` and takes ``q = softmax(t / T)`` from the teacher's own peak and
+   normaliser, which pass 2 computes and the gradient pass reuses.
+2. Row statistics, one read of the inputs: the peak ``m = max z``, the
+   normaliser ``S = sum exp(z - m)``, the target mass ``Q = sum q`` and
+   ``W = sum q (z - m [- log q])``. On the CPU a large array is read a block of
+   rows at a time (``_row_blocked``), so each block's temporaries stay in cache.
+3. Value. ``log p = z - m - log S``, so
+
+       -sum q log p = sum q (log S - (z - m)) = Q log S - W,
+
+   two sums of terms of one sign (no cancellation), and no log-softmax array.
+   KL and distillation put ``- log q`` inside ``W``: ``sum q (log q - log p)``.
+4. Gradient, one elementwise pass. ``d log S / dz_j = exp(z_j - m) / S = p_j``
+   and ``dW / dz_j = q_j`` (the entropy term does not depend on ``z``), so
+
+       d loss / dz_j = Q p_j - q_j,
+
+   with ``p`` formed again from ``m`` and ``S``. Distillation's logits are
+   ``s / T``, so its gradient in ``s`` is ``(Q p - q) / T``; the caller's
+   ``T**2`` makes it ``T (Q p - q)``.
+5. Tangents (``_fused_loss_jvp``). In the logits: ``sum_j slope_j dz_j``, linear
+   in ``dz``, so JAX transposes it into the VJP and forward mode, reverse mode
+   and higher derivatives all work (a ``custom_vjp`` would allow reverse mode
+   only). In the targets and the scalar parameter (label smoothing,
+   temperature): ``jax.jvp`` of the plainly written reference, so those
+   derivatives are the reference's own.
+
+The limits are ``masked_log_softmax``'s (``shifted_logits`` in ``_numerics`` is
+their one statement): a masked class or a -inf logit has probability 0 and a
+zero target there contributes 0; a row with +inf logits splits its mass evenly
+over them and is constant in the logits; a fully masked row gives 0.
+
+Where the work runs: XLA's CPU backend reads each reduction's input from a
+materialised N x V temporary, so from ``BLOCKED_MIN_ENTRIES`` entries the CPU
+computes pass 2 per block of rows and the compiled step keeps no N x V buffer
+beyond the gradient; below it the array fits in cache, the time goes to the
+exponentials, and pass 2 keeps ``exp(z - m)`` for pass 4. Other backends fuse
+the elementwise work into the reductions and take the whole array at once.
+bfloat16 inputs are cast to float32 where they are read (per block, and in the
+gradient's pass), never copied whole beforehand; distillation's teacher
+probabilities are likewise formed where they are read, never as an N x V array.
+``tests/test_fast_paths.py`` holds these passes and the references to each other.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -43,24 +67,10 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from .._numerics import nonzero_total, shifted_logits
+
 # reference(logits, targets, axis, where, parameter): the same loss written plainly.
 Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array], jax.Array]
-
-# What the targets are, and so what the scalar parameter means:
-CROSS_ENTROPY = "cross_entropy"  # probabilities; the parameter is the label smoothing
-KL = "kl"  # probabilities; no parameter
-DISTILLATION = "distillation"  # a teacher's logits; the parameter is the temperature
-
-
-class _Setting(NamedTuple):
-    """What a call of ``softmax_target_loss`` computes, besides its logits and targets."""
-
-    keep: jax.Array | None  # kept classes, the logits' shape; None keeps all
-    parameter: jax.Array  # label smoothing, temperature, or unused (0)
-    axis: int
-    kind: str
-    dtype: jnp.dtype  # the compute dtype
-
 
 # Below this many entries the whole-array temporaries fit in cache (time goes
 # to the exponentials, which are kept for the gradient); from it on the CPU's
@@ -69,15 +79,22 @@ BLOCKED_MIN_ENTRIES = 1 << 21
 BLOCK_ENTRIES = 1 << 18
 
 
-def _limited(logits: jax.Array, keep: jax.Array | None, pos_inf_row: jax.Array) -> jax.Array:
-    """The logits with masked classes at -inf and a +inf row at its limit.
+class Kind(enum.Enum):
+    """What the targets are, and so what the scalar parameter means."""
 
-    A row holding +inf takes its limit: 0 at the +inf entries, -inf elsewhere.
-    """
-    if keep is not None:
-        logits = jnp.where(keep, logits, -jnp.inf)
-    limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
-    return jnp.where(pos_inf_row, limit, logits)
+    CROSS_ENTROPY = "cross_entropy"  # probabilities; the parameter is the label smoothing
+    KL = "kl"  # probabilities; no parameter
+    DISTILLATION = "distillation"  # a teacher's logits; the parameter is the temperature
+
+
+class _Setting(NamedTuple):
+    """What a call computes, besides its logits and targets."""
+
+    keep: jax.Array | None  # kept classes, the logits' shape; None keeps all
+    parameter: jax.Array  # label smoothing, temperature, or unused (0)
+    axis: int
+    kind: Kind
+    dtype: jnp.dtype  # the compute dtype
 
 
 def smooth_targets(
@@ -91,8 +108,8 @@ def smooth_targets(
 
 
 class _Normaliser(NamedTuple):
-    peak: jax.Array  # per row
-    shifted: jax.Array  # the limited logits less their shift
+    peak: jax.Array  # m, per row
+    shifted: jax.Array  # shifted_logits: the limited logits less m
     exponentials: jax.Array  # exp(shifted)
     total: jax.Array  # S, the row sum of the exponentials
 
@@ -100,65 +117,77 @@ class _Normaliser(NamedTuple):
 def _normaliser(logits: jax.Array, keep: jax.Array | None, axis: int) -> _Normaliser:
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    shifted = _log_probabilities(logits, keep, peak, 0)
+    shifted = shifted_logits(logits, keep, peak)
     exponentials = jnp.exp(shifted)
     return _Normaliser(peak, shifted, exponentials, jnp.sum(exponentials, axis=axis, keepdims=True))
 
 
-def _nonzero(total: jax.Array) -> jax.Array:
-    """``S`` with 1 for a row with no finite mass (fully masked), whose exponentials are all 0."""
-    return jnp.where(total > 0, total, 1)
-
-
 def _log_total(total: jax.Array) -> jax.Array:
-    return jnp.log(_nonzero(total))
+    return jnp.log(nonzero_total(total))
 
 
-def _log_probabilities(
-    logits: jax.Array, keep: jax.Array | None, peak: jax.Array, log_total: jax.Array | int
-) -> jax.Array:
-    """The log-softmax from the row's peak and log normaliser (``masked_log_softmax``'s
-    value); with ``log_total=0``, the limited logits less their shift."""
-    shift = jnp.where(jnp.isfinite(peak), peak, 0)
-    return _limited(logits, keep, jnp.isposinf(peak)) - shift - log_total
+class _Read(NamedTuple):
+    """Pass 1's output: the inputs as the loss weighs them."""
+
+    logits: jax.Array  # z, or s / T
+    targets: jax.Array  # q: smoothed, as given, or the teacher's probabilities
+    log_targets: jax.Array | None  # log q where the loss subtracts q's entropy
+    teacher: tuple[jax.Array, ...]  # distillation: the teacher's peak and log normaliser
+
+
+def _read(
+    logits: jax.Array,
+    targets: jax.Array,
+    setting: _Setting,
+    teacher: tuple[jax.Array, ...] | None = None,
+) -> _Read:
+    """Pass 1: the one place where the kinds differ.
+
+    ``teacher`` is distillation's row statistics from pass 2, when the gradient
+    pass forms the teacher's probabilities again; without it they are computed
+    from the teacher's logits (and returned). The entropy's ``log q`` is only
+    formed where pass 2 needs it (``teacher is None``).
+    """
+    keep, parameter, axis, kind, _ = setting
+    if kind is Kind.CROSS_ENTROPY:
+        return _Read(logits, smooth_targets(targets, keep, parameter, axis), None, ())
+    if kind is Kind.KL:
+        live = targets != 0
+        log_targets = None if teacher is not None else jnp.log(jnp.where(live, targets, 1))
+        return _Read(logits, targets, log_targets, ())
+    if teacher is None:
+        t_peak, t_shifted, t_exponentials, t_total = _normaliser(targets / parameter, keep, axis)
+        t_log_total = _log_total(t_total)
+        return _Read(
+            logits / parameter,
+            t_exponentials / nonzero_total(t_total),
+            t_shifted - t_log_total,
+            (t_peak, t_log_total),
+        )
+    t_peak, t_log_total = teacher
+    teacher_probabilities = jnp.exp(shifted_logits(targets / parameter, keep, t_peak) - t_log_total)
+    return _Read(logits / parameter, teacher_probabilities, None, teacher)
 
 
 class _RowParts(NamedTuple):
-    statistics: tuple[jax.Array, ...]  # per row: see _row_statistics
+    statistics: tuple[jax.Array, ...]  # per row: peak, S, Q, W [, teacher's peak, log S]
     exponentials: jax.Array  # exp(z - m) of the (scaled, limited) logits
-    targets: jax.Array  # as the loss weighs them: smoothed, or the teacher's probabilities
+    targets: jax.Array  # as the loss weighs them
 
 
 def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) -> _RowParts:
-    """Per row (class axis kept, size 1): the peak logit, ``S = sum exp(z - m)``,
-    the target mass and ``sum q (z - m [- log q])`` over the live targets; for
-    distillation also the teacher's peak and log normaliser. Besides them, the
-    full-size arrays they were summed from, for a caller that keeps them.
-
-    ``-sum q log p = sum(q) log S - sum q (z - m)``: two sums of terms of one
-    sign (no cancellation), and no log-softmax array.
-    """
-    keep, parameter, axis, kind, _ = setting
-    teacher: tuple[jax.Array, ...] = ()
-    log_targets = None
-    if kind == DISTILLATION:
-        logits = logits / parameter
-        t_peak, t_shifted, t_exponentials, t_total = _normaliser(targets / parameter, keep, axis)
-        teacher = (t_peak, _log_total(t_total))
-        log_targets = t_shifted - teacher[1]
-        targets = t_exponentials / _nonzero(t_total)
-    elif kind == CROSS_ENTROPY:
-        targets = smooth_targets(targets, keep, parameter, axis)
-    peak, term, exponentials, total = _normaliser(logits, keep, axis)
-    live = targets != 0
-    if kind != CROSS_ENTROPY:
-        if log_targets is None:
-            log_targets = jnp.log(jnp.where(live, targets, 1))
-        term = term - log_targets
-    mass = jnp.sum(targets, axis=axis, keepdims=True)
+    """Passes 1 and 2: per row (class axis kept, size 1) ``m``, ``S``, ``Q`` and ``W``
+    over the live targets, then the teacher's statistics for distillation; besides
+    them, the full-size arrays they were summed from, for a caller that keeps them."""
+    read = _read(logits, targets, setting)
+    peak, term, exponentials, total = _normaliser(read.logits, setting.keep, setting.axis)
+    if read.log_targets is not None:
+        term = term - read.log_targets
+    live = read.targets != 0
+    mass = jnp.sum(read.targets, axis=setting.axis, keepdims=True)
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
-    weighted = jnp.sum(jnp.where(live, targets * term, 0), axis=axis, keepdims=True)
-    return _RowParts((peak, total, mass, weighted, *teacher), exponentials, targets)
+    weighted = jnp.sum(jnp.where(live, read.targets * term, 0), axis=setting.axis, keepdims=True)
+    return _RowParts((peak, total, mass, weighted, *read.teacher), exponentials, read.targets)
 
 
 def _as_bits(x: jax.Array) -> jax.Array:
@@ -212,8 +241,8 @@ def _row_blocked(
 def _statistics(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, ...]:
-    """``_row_statistics`` in the compute dtype; row-blocked on the CPU (large arrays, class
-    axis last)."""
+    """Pass 2's row statistics in the compute dtype; row-blocked on the CPU (large arrays,
+    class axis last)."""
 
     def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = setting.axis) -> tuple:
         z, t = z.astype(setting.dtype), t.astype(setting.dtype)  # per block: no full-size copy
@@ -237,10 +266,9 @@ def _statistics(
 def _value_and_slope(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
-    """The loss per row and its gradient in the logits (targets are 0 at masked classes),
-    computed in ``dtype`` whatever the dtypes of ``logits`` and ``targets``. For
-    distillation the loss is KL at temperature ``T`` (without the ``T**2``) and the
-    gradient is in ``logits / T``."""
+    """Passes 1-4: the loss per row and its gradient in the (scaled) logits, computed in
+    the compute dtype whatever the dtypes of ``logits`` and ``targets``. For
+    distillation the loss is KL at temperature ``T`` (without the ``T**2``)."""
     if logits.size >= BLOCKED_MIN_ENTRIES:
         return _formed_again(logits, targets, setting)
     # A cache-resident array on the CPU: the time goes to the exponentials, not
@@ -258,7 +286,7 @@ def _kept_exponentials(
     dtype = setting.dtype
     parts = _row_statistics(logits.astype(dtype), targets.astype(dtype), setting)
     peak, total, mass, weighted, *_ = parts.statistics
-    probabilities = parts.exponentials / _nonzero(total)
+    probabilities = parts.exponentials / nonzero_total(total)
     return _value_and_slope_from(
         peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis
     )
@@ -268,16 +296,13 @@ def _formed_again(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
     peak, total, mass, weighted, *teacher = _statistics(logits, targets, setting)
-    keep, parameter, axis, kind, dtype = setting
-    logits, targets = logits.astype(dtype), targets.astype(dtype)
-    if kind == DISTILLATION:
-        logits = logits / parameter
-        targets = jnp.exp(_log_probabilities(targets / parameter, keep, *teacher))
-    elif kind == CROSS_ENTROPY:
-        targets = smooth_targets(targets, keep, parameter, axis)
+    dtype = setting.dtype
+    read = _read(logits.astype(dtype), targets.astype(dtype), setting, tuple(teacher))
     log_total = _log_total(total)
-    probabilities = jnp.exp(_log_probabilities(logits, keep, peak, log_total))
-    return _value_and_slope_from(peak, log_total, mass, weighted, probabilities, targets, axis)
+    probabilities = jnp.exp(shifted_logits(read.logits, setting.keep, peak) - log_total)
+    return _value_and_slope_from(
+        peak, log_total, mass, weighted, probabilities, read.targets, setting.axis
+    )
 
 
 def _value_and_slope_from(
@@ -289,9 +314,62 @@ def _value_and_slope_from(
     targets: jax.Array,
     axis: int,
 ) -> tuple[jax.Array, jax.Array]:
+    """Passes 3 and 4: ``Q log S - W`` and ``Q p - q``."""
     value = jnp.squeeze(mass * log_total - weighted, axis)
     # A row with +inf logits is constant in them.
     return value, jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
+
+
+class _Static(NamedTuple):
+    """The hashable part of a call: ``_fused_loss``'s non-differentiable argument."""
+
+    reference: Reference
+    kind: Kind
+    axis: int
+    dtype: jnp.dtype
+    masked: bool  # whether ``keep`` is a mask (else a placeholder scalar)
+
+    def setting(self, keep: jax.Array, parameter: jax.Array) -> _Setting:
+        return _Setting(keep if self.masked else None, parameter, self.axis, self.kind, self.dtype)
+
+
+# The mask and the parameter are arguments, not closures: custom_jvp cannot
+# close over tracers.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _fused_loss(
+    static: _Static, logits: jax.Array, targets: jax.Array, keep: jax.Array, parameter: jax.Array
+) -> jax.Array:
+    return _value_and_slope(logits, targets, static.setting(keep, parameter))[0]
+
+
+def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
+    """Pass 5: the logit tangent from the slope; the others from the reference."""
+    logits, targets, keep, parameter = primals
+    d_logits, d_targets, _, d_parameter = tangents
+    setting = static.setting(keep, parameter)
+    value, slope = _value_and_slope(logits, targets, setting)
+    tangent = jnp.zeros(value.shape, value.dtype)
+    if not isinstance(d_logits, SymbolicZero):
+        d_logits = d_logits.astype(static.dtype)
+        if static.kind is Kind.DISTILLATION:
+            d_logits = d_logits / parameter  # the slope is in s / T
+        tangent = jnp.sum(slope * d_logits, axis=static.axis)
+    if not (isinstance(d_targets, SymbolicZero) and isinstance(d_parameter, SymbolicZero)):
+        d_targets, d_parameter = (
+            jnp.zeros(d.shape, d.dtype) if isinstance(d, SymbolicZero) else d
+            for d in (d_targets, d_parameter)
+        )
+
+        def plain(t: jax.Array, p: jax.Array) -> jax.Array:
+            z, t = logits.astype(static.dtype), t.astype(static.dtype)
+            return static.reference(z, t, static.axis, setting.keep, p)
+
+        _, other = jax.jvp(plain, (targets, parameter), (d_targets, d_parameter))
+        tangent = tangent + other
+    return value, tangent
+
+
+_fused_loss.defjvp(_fused_loss_jvp, symbolic_zeros=True)
 
 
 def softmax_target_loss(
@@ -301,11 +379,11 @@ def softmax_target_loss(
     axis: int,
     where: jax.Array | None,
     *,
-    kind: str,
+    kind: Kind,
     parameter: jax.Array | None = None,
     dtype: jnp.dtype | None = None,
 ) -> jax.Array:
-    """Soft cross-entropy, KL or distillation (``kind``) with the fast logit tangent.
+    """Soft cross-entropy, KL or distillation (``kind``) with the fused passes.
 
     ``targets`` must be 0 at masked classes (probabilities) or are the teacher's
     logits (distillation: no gradient flows into them, so pass them through
@@ -320,42 +398,7 @@ def softmax_target_loss(
     """
     dtype = logits.dtype if dtype is None else jnp.dtype(dtype)
     masked = where is not None
-    keep_arg = jnp.broadcast_to(where, logits.shape) if masked else jnp.ones((), dtype=bool)
+    keep = jnp.broadcast_to(where, logits.shape) if masked else jnp.ones((), dtype=bool)
     parameter = jnp.zeros((), dtype) if parameter is None else parameter
-
-    def parts(z, t, keep_arg, parameter):
-        keep = keep_arg if masked else None
-        return _value_and_slope(z, t, _Setting(keep, parameter, axis, kind, dtype))
-
-    # The mask and the parameter are arguments, not closures: custom_jvp cannot
-    # close over tracers.
-    @jax.custom_jvp
-    def loss(z, t, keep_arg, parameter):
-        return parts(z, t, keep_arg, parameter)[0]
-
-    def loss_jvp(primals, tangents):
-        z, t, keep_arg, parameter = primals
-        dz, dt, _, d_parameter = tangents
-        value, slope = parts(z, t, keep_arg, parameter)
-        tangent = jnp.zeros(value.shape, value.dtype)
-        if not isinstance(dz, SymbolicZero):
-            dz = dz.astype(dtype)
-            if kind == DISTILLATION:
-                dz = dz / parameter
-            tangent = jnp.sum(slope * dz, axis=axis)
-        if not (isinstance(dt, SymbolicZero) and isinstance(d_parameter, SymbolicZero)):
-            dt, d_parameter = (
-                jnp.zeros(d.shape, d.dtype) if isinstance(d, SymbolicZero) else d
-                for d in (dt, d_parameter)
-            )
-            keep = keep_arg if masked else None
-
-            def plain(t, p):
-                return reference(z.astype(dtype), t.astype(dtype), axis, keep, p)
-
-            _, other = jax.jvp(plain, (t, parameter), (dt, d_parameter))
-            tangent = tangent + other
-        return value, tangent
-
-    loss.defjvp(loss_jvp, symbolic_zeros=True)
-    return loss(logits, targets, keep_arg, parameter)
+    static = _Static(reference, Kind(kind), axis, dtype, masked)
+    return _fused_loss(static, logits, targets, keep, parameter)

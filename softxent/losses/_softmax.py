@@ -37,7 +37,7 @@ from .._numerics import (
 )
 from ._common import as_param, kept_examples, prepare
 from ._export import Param, apply_reduction, export_loss
-from ._fused import CROSS_ENTROPY, DISTILLATION, KL, smooth_targets, softmax_target_loss
+from ._fused import Kind, smooth_targets, softmax_target_loss
 
 _SMOOTHING = Param(
     "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
@@ -102,7 +102,7 @@ def softmax_cross_entropy(
         targets,
         axis,
         where,
-        kind=CROSS_ENTROPY,
+        kind=Kind.CROSS_ENTROPY,
         parameter=as_param(label_smoothing, dtype),
         dtype=dtype,
     )
@@ -183,7 +183,9 @@ def kl_divergence(
     """
     name = "kl_divergence"
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
-    loss = softmax_target_loss(_reference_kl, logits, targets, axis, where, kind=KL, dtype=dtype)
+    loss = softmax_target_loss(
+        _reference_kl, logits, targets, axis, where, kind=Kind.KL, dtype=dtype
+    )
     return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
 
@@ -614,7 +616,7 @@ def distillation_loss(
         lax.stop_gradient(teacher),
         axis,
         where,
-        kind=DISTILLATION,
+        kind=Kind.DISTILLATION,
         parameter=temperature,
         dtype=dtype,
     )
