@@ -43,11 +43,20 @@ from .losses import sigmoid_focal_loss as sigmoid_focal_loss
 from .losses import softmax_cross_entropy as softmax_cross_entropy
 from .losses._chunked import chunked_distillation_loss as chunked_distillation_loss
 from .losses._chunked import chunked_softmax_cross_entropy as chunked_softmax_cross_entropy
+from .losses._chunked import (
+    chunked_softmax_cross_entropy_with_integer_labels as chunked_softmax_cross_entropy_with_integer_labels,  # noqa: E501
+)
 from .losses._chunked import linear_distillation_loss as linear_distillation_loss
 from .losses._chunked import linear_softmax_cross_entropy as linear_softmax_cross_entropy
+from .losses._chunked import (
+    linear_softmax_cross_entropy_with_integer_labels as linear_softmax_cross_entropy_with_integer_labels,  # noqa: E501
+)
 from .losses._export import Param as Param
 from .losses._export import apply_reduction as apply_reduction
 from .losses._export import export_loss as export_loss
+from .losses._integer import (
+    softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
+)
 
 try:
     __version__ = _version("softxent")

@@ -24,7 +24,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._validation import check_reduction
+from .._validation import (
+    check_broadcasts_to,
+    check_floating,
+    check_reduction,
+    check_where,
+    compute_dtype,
+)
+from ._integer import check_labels, cross_entropy_with_integer_labels
 from ._softmax import distillation_loss, softmax_cross_entropy
 
 
@@ -54,19 +61,22 @@ def _map_row_chunks(
 
 
 def _reduced_linear_loss(
-    row_loss: Callable[[jax.Array, jax.Array, object], jax.Array],
+    row_loss: Callable[[jax.Array, object, object], jax.Array],
     reduction: str,
     chunk_size: int,
     hidden: jax.Array,
     weight: jax.Array,
-    other: jax.Array,
+    bias: jax.Array | None,
+    other: object,
     constants: object,
 ) -> jax.Array:
-    """``reduce(row_loss(hidden @ weight, other, constants))``, gradients made in the forward pass.
+    """``reduce(row_loss(hidden @ weight + bias, other, constants))``, gradients made in the
+    forward pass.
 
     ``row_loss(logits_chunk, other_chunk, constants)`` gives one float32 loss
-    per row; ``other`` is split into row chunks with ``hidden``, ``constants``
-    (a pytree) is passed whole. Each chunk's logit gradient becomes its share of
+    per row; ``other`` (an array or a tuple of them) is split into row chunks with
+    ``hidden``, ``constants`` (a pytree) is passed whole. ``bias`` (``[V]``) may be
+    None. Each chunk's logit gradient becomes its share of
     the hidden-state gradient and is added to the output-matrix gradient at
     once, so the backward pass scales two saved arrays ([N, D] and [D, V])
     instead of recomputing the logits. Gradients in ``other`` and ``constants``
@@ -86,72 +96,297 @@ def _reduced_linear_loss(
     # The output-matrix gradient sums over every row: accumulate it in at least float32.
     accumulate = weight.dtype if jnp.finfo(weight.dtype).bits >= 32 else jnp.dtype(jnp.float32)
 
-    def forward_pass(h, w, o, c):
-        def body(d_weight, chunk):
+    def split(o):
+        return jax.tree.map(lambda x: _split_rows(x, chunk_size), o)
+
+    def forward_pass(h, w, b, o, c):
+        def body(sums, chunk):
+            d_weight, d_bias = sums
             h_c, o_c, keep = chunk
-            total, d_logits = jax.value_and_grad(chunk_total)(h_c @ w, o_c, c, keep)
+            logits = _linear_logits(h_c, w, b)
+            total, d_logits = jax.value_and_grad(chunk_total)(logits, o_c, c, keep)
             d_weight = d_weight + jnp.einsum(
                 "nd,nv->dv", h_c, d_logits, preferred_element_type=accumulate)
-            return d_weight, (total, d_logits @ w.T)
+            if b is not None:
+                d_bias = d_bias + jnp.sum(d_logits.astype(accumulate), axis=0)
+            return (d_weight, d_bias), (total, d_logits @ w.T)
 
-        chunks = (_split_rows(h, chunk_size), _split_rows(o, chunk_size), row_weight)
-        d_weight, (totals, d_hidden) = jax.lax.scan(body, jnp.zeros(w.shape, accumulate), chunks)
-        return scale * jnp.sum(totals), (d_hidden.reshape(-1, h.shape[1])[:n], d_weight)
+        chunks = (_split_rows(h, chunk_size), split(o), row_weight)
+        zero_bias = None if b is None else jnp.zeros(b.shape, accumulate)
+        initial = (jnp.zeros(w.shape, accumulate), zero_bias)
+        (d_weight, d_bias), (totals, d_hidden) = jax.lax.scan(body, initial, chunks)
+        gradients = (d_hidden.reshape(-1, h.shape[1])[:n], d_weight, d_bias)
+        return scale * jnp.sum(totals), gradients
 
-    def recomputed_total(h, w, o, c):
-        chunk = jax.checkpoint(lambda args: chunk_total(args[0] @ w, args[1], c, args[2]))
-        chunks = (_split_rows(h, chunk_size), _split_rows(o, chunk_size), row_weight)
-        return scale * jnp.sum(jax.lax.map(chunk, chunks))
+    def recomputed_total(h, w, b, o, c):
+        def chunk_loss(args):
+            return chunk_total(_linear_logits(args[0], w, b), args[1], c, args[2])
+
+        chunks = (_split_rows(h, chunk_size), split(o), row_weight)
+        return scale * jnp.sum(jax.lax.map(jax.checkpoint(chunk_loss), chunks))
 
     @jax.custom_vjp
-    def reduced(h, w, o, c):
-        return forward_pass(h, w, o, c)[0]
+    def reduced(h, w, b, o, c):
+        return forward_pass(h, w, b, o, c)[0]
 
-    def reduced_fwd(h, w, o, c):
-        value, (d_hidden, d_weight) = forward_pass(h, w, o, c)
-        return value, (d_hidden, d_weight, h, w, o, c)
+    def reduced_fwd(h, w, b, o, c):
+        value, gradients = forward_pass(h, w, b, o, c)
+        return value, (gradients, h, w, b, o, c)
 
     def reduced_bwd(residuals, g):
-        d_hidden, d_weight, h, w, o, c = residuals
+        (d_hidden, d_weight, d_bias), h, w, b, o, c = residuals
         g_scaled = g.astype(accumulate) * scale
         d_h = (g_scaled * d_hidden.astype(accumulate)).astype(h.dtype)
         d_w = (g_scaled * d_weight).astype(w.dtype)
-        _, other_vjp = jax.vjp(lambda o, c: recomputed_total(h, w, o, c), o, c)
+        d_b = None if b is None else (g_scaled * d_bias).astype(b.dtype)
+        _, other_vjp = jax.vjp(lambda o, c: recomputed_total(h, w, b, o, c), o, c)
         d_o, d_c = other_vjp(g)
-        return d_h, d_w, d_o, d_c
+        return d_h, d_w, d_b, d_o, d_c
 
     reduced.defvjp(reduced_fwd, reduced_bwd)
-    return reduced(hidden, weight, other, constants)
+    return reduced(hidden, weight, bias, other, constants)
+
+
+def _check_bias(name: str, bias: ArrayLike | None, weight: jax.Array) -> jax.Array | None:
+    if bias is None:
+        return None
+    bias = jnp.asarray(bias)
+    if bias.shape != weight.shape[-1:]:
+        raise ValueError(
+            f"{name}: bias shape {tuple(bias.shape)} must be ({weight.shape[-1]},), one per "
+            "class of weight"
+        )
+    return bias
+
+
+def _linear_logits(h: jax.Array, weight: jax.Array, bias: jax.Array | None) -> jax.Array:
+    logits = h @ weight
+    return logits if bias is None else logits + bias.astype(logits.dtype)
+
+
+def _reduce(losses: jax.Array, reduction: str) -> jax.Array:
+    if reduction == "none":
+        return losses
+    total = jnp.sum(losses)
+    return total / max(losses.size, 1) if reduction == "mean" else total
+
+
+def _row_mask(name: str, where: ArrayLike | None, shape: tuple[int, ...]) -> tuple:
+    """``where`` split into what follows the row chunks (``rows``) and what every chunk
+    reads whole (``shared``): a class mask ``[V]`` is shared, a mask per row is chunked."""
+    if where is None:
+        return (), None
+    where = jnp.asarray(where)
+    check_where(name, where, shape)
+    if where.ndim == len(shape) and where.shape[0] == shape[0] and shape[0] != 1:
+        return (jnp.broadcast_to(where, shape),), None
+    return (), where
+
+
+def _chunk_mask(rows: tuple, shared: jax.Array | None) -> jax.Array | None:
+    return rows[0] if rows else shared
 
 
 def chunked_softmax_cross_entropy(
-    logits: ArrayLike, targets: ArrayLike, *, chunk_size: int = 1024, label_smoothing: float = 0.0
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    chunk_size: int = 1024,
+    reduction: str = "none",
 ) -> jax.Array:
-    """``softmax_cross_entropy`` on ``[N, V]`` inputs, computed ``chunk_size`` rows at a time."""
-    chunk_size = _check_chunk("chunked_softmax_cross_entropy", chunk_size)
-    return _map_row_chunks(
-        lambda z, q: softmax_cross_entropy(z, q, label_smoothing=label_smoothing),
-        chunk_size,
-        jnp.asarray(logits),
-        jnp.asarray(targets),
-    )
+    r"""``softmax_cross_entropy`` on ``[N, V]`` inputs, computed ``chunk_size`` rows at a time.
+
+    .. math::
+      \ell_n = -\sum_i q'_{n,i} \log \operatorname{softmax}(z_n)_i, \qquad
+      q' = (1 - \alpha)\, q + \alpha / K
+
+    The backward pass recomputes each chunk (``jax.checkpoint``), so the
+    temporaries are ``chunk_size x V``, not ``N x V``.
+
+    Args:
+      logits: unnormalised scores ``[N, V]`` (the class axis is the last).
+      targets: soft targets of the same shape.
+      where: boolean mask of kept classes, broadcastable to ``logits``.
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> q = jnp.array([[0.3, 0.5, 0.2]] * 4)
+      >>> loss = softxent.chunked_softmax_cross_entropy(jnp.log(q), q, chunk_size=3)
+      >>> [round(float(x), 4) for x in loss]
+      [1.0297, 1.0297, 1.0297, 1.0297]
+
+    References:
+      Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models,
+      ICLR 2025 (chunked and fused large-vocabulary losses).
+    """
+    name = "chunked_softmax_cross_entropy"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    logits, targets = jnp.asarray(logits), jnp.asarray(targets)
+    rows, shared = _row_mask(name, where, logits.shape)
+
+    def per_chunk(z: jax.Array, q: jax.Array, *mask: jax.Array) -> jax.Array:
+        keep = _chunk_mask(mask, shared)
+        return softmax_cross_entropy(z, q, where=keep, label_smoothing=label_smoothing)
+
+    return _reduce(_map_row_chunks(per_chunk, chunk_size, logits, targets, *rows), reduction)
 
 
 def chunked_distillation_loss(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
     *,
-    temperature: float = 2.0,
+    where: ArrayLike | None = None,
+    temperature: ArrayLike = 2.0,
     chunk_size: int = 1024,
+    reduction: str = "none",
 ) -> jax.Array:
-    """``distillation_loss`` on ``[N, V]`` logits, computed ``chunk_size`` rows at a time."""
-    chunk_size = _check_chunk("chunked_distillation_loss", chunk_size)
-    return _map_row_chunks(
-        lambda s, t: distillation_loss(s, t, temperature=temperature),
-        chunk_size,
-        jnp.asarray(student_logits),
-        jnp.asarray(teacher_logits),
+    r"""``distillation_loss`` on ``[N, V]`` logits, computed ``chunk_size`` rows at a time.
+
+    .. math::
+      \ell_n = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(t_n/T) \,\big\|\,
+      \operatorname{softmax}(s_n/T)\big)
+
+    Args:
+      student_logits: the student's unnormalised scores ``[N, V]``.
+      teacher_logits: the teacher's, same shape (not differentiated).
+      where: boolean mask of kept classes, broadcastable to the logits.
+      temperature: :math:`T > 0`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 1.0, 0.0]])
+      >>> round(float(softxent.chunked_distillation_loss(s, t, reduction="sum")), 4)
+      1.2806
+
+    References:
+      Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network,
+      arXiv:1503.02531, 2015.
+    """
+    name = "chunked_distillation_loss"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    student, teacher = jnp.asarray(student_logits), jnp.asarray(teacher_logits)
+    rows, shared = _row_mask(name, where, student.shape)
+
+    def per_chunk(s: jax.Array, t: jax.Array, *mask: jax.Array) -> jax.Array:
+        keep = _chunk_mask(mask, shared)
+        return distillation_loss(s, t, where=keep, temperature=temperature)
+
+    return _reduce(_map_row_chunks(per_chunk, chunk_size, student, teacher, *rows), reduction)
+
+
+def chunked_softmax_cross_entropy_with_integer_labels(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None,
+    class_weights: ArrayLike | None = None,
+    example_weights: ArrayLike | None = None,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""``softmax_cross_entropy_with_integer_labels`` on ``[N, V]`` logits, by row chunks.
+
+    .. math::
+      \ell_n = r_n \Big[(1 - \alpha)\, w_{y_n} \big(-\log p_{n, y_n}\big)
+        + \frac{\alpha}{K} \sum_c w_c \big(-\log p_{n, c}\big)\Big]
+
+    ``reduction="mean"`` is :math:`\sum_n \ell_n / \sum_n r_n w_{y_n}` over the
+    kept rows, as in PyTorch.
+
+    Args:
+      logits: unnormalised scores ``[N, V]``.
+      labels: integer class indices ``[N]``.
+      where: boolean mask of kept classes, broadcastable to ``logits``.
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+      ignore_index: a label value whose rows give 0 and leave the mean.
+      class_weights: :math:`w`, shape ``[V]``.
+      example_weights: :math:`r`, broadcastable to ``[N]``.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (the weighted mean above).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> z = jnp.log(jnp.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+      >>> loss = softxent.chunked_softmax_cross_entropy_with_integer_labels(
+      ...     z, jnp.array([0, 2]), chunk_size=1, reduction="mean")
+      >>> round(float(loss), 4)
+      0.2899
+
+    References:
+      PyTorch, ``torch.nn.functional.cross_entropy``; Szegedy et al., CVPR 2016.
+    """
+    name = "chunked_softmax_cross_entropy_with_integer_labels"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    logits = jnp.asarray(logits)
+    labels = check_labels(name, logits, labels, logits.ndim - 1)
+    rows, shared = _row_mask(name, where, logits.shape)
+    options = dict(label_smoothing=label_smoothing, ignore_index=ignore_index,
+                   class_weights=class_weights)
+    row_weight, denominator = _integer_row_weights(
+        name, logits.shape[0], labels, example_weights, reduction, ignore_index, class_weights,
+        compute_dtype(logits.dtype),
     )
+
+    def per_chunk(z: jax.Array, y: jax.Array, r: jax.Array, *mask: jax.Array) -> jax.Array:
+        keep = _chunk_mask(mask, shared)
+        losses, _ = cross_entropy_with_integer_labels(
+            name, z, y, -1, keep, example_weights=r, **options)
+        return losses
+
+    losses = _map_row_chunks(per_chunk, chunk_size, logits, labels, row_weight, *rows)
+    return losses if reduction == "none" else jnp.sum(losses) / denominator
+
+
+def _integer_row_weights(
+    name: str,
+    n: int,
+    labels: jax.Array,
+    example_weights: ArrayLike | None,
+    reduction: str,
+    ignore_index: int | None,
+    class_weights: ArrayLike | None,
+    dtype: jnp.dtype,
+) -> tuple[jax.Array, jax.Array]:
+    """Per-row example weights and the reduction's denominator.
+
+    The loss is linear in a row's weight, so the weighted mean is the sum of
+    the losses with every weight divided by ``sum(r w_y)``: no second pass.
+    """
+    row = jnp.ones((n,), dtype)
+    if example_weights is not None:
+        example_weights = jnp.asarray(example_weights)
+        check_floating(name, "example_weights", example_weights)
+        check_broadcasts_to(name, "example_weights", example_weights.shape, (n,))
+        row = jnp.broadcast_to(example_weights.astype(dtype), (n,))
+    if reduction != "mean":
+        return row, jnp.ones((), dtype)
+    kept = row if ignore_index is None else jnp.where(labels == ignore_index, 0, row)
+    if class_weights is not None:
+        w = jnp.asarray(class_weights).astype(dtype)
+        kept = kept * w[jnp.clip(labels, 0, w.shape[0] - 1)]
+    total = jnp.sum(kept)
+    return row, jnp.where(total != 0, total, jnp.inf)  # 0 / inf = 0: no row kept
 
 
 def linear_softmax_cross_entropy(
@@ -159,29 +394,58 @@ def linear_softmax_cross_entropy(
     weight: ArrayLike,
     targets: ArrayLike,
     *,
+    bias: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
     chunk_size: int = 1024,
-    label_smoothing: float = 0.0,
     reduction: str = "none",
 ) -> jax.Array:
-    """Soft CE of ``hidden @ weight`` (``[N, D] @ [D, V]``) without forming the N x V logits.
+    r"""Soft cross-entropy of ``hidden @ weight + bias`` without forming the N x V logits.
 
-    ``reduction``: ``"none"`` (one loss per row), ``"mean"`` or ``"sum"`` (a
-    scalar, and faster: its gradients come from the forward pass, so the
-    logits are formed once instead of twice; reverse mode only).
+    .. math::
+      \ell_n = -\sum_i q'_{n,i} \log \operatorname{softmax}(h_n W + b)_i, \qquad
+      q' = (1 - \alpha)\, q + \alpha / V
+
+    Args:
+      hidden: hidden states ``[N, D]``.
+      weight: the output matrix ``[D, V]``.
+      targets: soft targets ``[N, V]``.
+      bias: optional ``[V]``.
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` or ``"sum"`` (a
+        scalar, and faster: its gradients come from the forward pass, so the
+        logits are formed once instead of twice; reverse mode only).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h, w = jnp.eye(2), jnp.log(jnp.array([[0.3, 0.7], [0.6, 0.4]]))
+      >>> q = jnp.array([[0.3, 0.7], [0.6, 0.4]])
+      >>> round(float(softxent.linear_softmax_cross_entropy(h, w, q, reduction="sum")), 4)
+      1.2840
+
+    References:
+      Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models,
+      ICLR 2025; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
     """
     name = "linear_softmax_cross_entropy"
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     weight, hidden, targets = jnp.asarray(weight), jnp.asarray(hidden), jnp.asarray(targets)
+    bias = _check_bias(name, bias, weight)
 
     def row_loss(logits: jax.Array, q: jax.Array, smoothing: ArrayLike) -> jax.Array:
         return softmax_cross_entropy(logits, q, label_smoothing=smoothing)
 
     if reduction != "none":
-        return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, targets,
-                                    label_smoothing)
-    return _map_row_chunks(lambda h, q: row_loss(h @ weight, q, label_smoothing), chunk_size,
-                           hidden, targets)
+        return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
+                                    targets, label_smoothing)
+    return _map_row_chunks(
+        lambda h, q: row_loss(_linear_logits(h, weight, bias), q, label_smoothing),
+        chunk_size, hidden, targets,
+    )
 
 
 def linear_distillation_loss(
@@ -190,28 +454,151 @@ def linear_distillation_loss(
     teacher_hidden: ArrayLike,
     teacher_weight: ArrayLike,
     *,
-    temperature: float = 2.0,
+    bias: ArrayLike | None = None,
+    teacher_bias: ArrayLike | None = None,
+    temperature: ArrayLike = 2.0,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
-    """Distillation from ``teacher_hidden @ teacher_weight`` to ``hidden @ weight``, chunked.
+    r"""Distillation from ``teacher_hidden @ teacher_weight`` to ``hidden @ weight``, chunked.
+
+    .. math::
+      \ell_n = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(t_n/T) \,\big\|\,
+      \operatorname{softmax}(s_n/T)\big), \quad s_n = h_n W + b, \quad
+      t_n = h^t_n W^t + b^t
 
     Neither the student's nor the teacher's N x V logits are formed; the
-    teacher is not differentiated. ``reduction`` as in
-    ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"`` form each chunk's
-    logits once instead of twice).
+    teacher is not differentiated.
+
+    Args:
+      hidden: the student's hidden states ``[N, D]``.
+      weight: the student's output matrix ``[D, V]``.
+      teacher_hidden: the teacher's hidden states ``[N, D_t]``.
+      teacher_weight: the teacher's output matrix ``[D_t, V]``.
+      bias: the student's optional bias ``[V]``.
+      teacher_bias: the teacher's optional bias ``[V]``.
+      temperature: :math:`T > 0`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``
+        form each chunk's logits once instead of twice).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h = jnp.ones((1, 1))
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 1.0, 0.0]])
+      >>> round(float(softxent.linear_distillation_loss(h, s, h, t, reduction="sum")), 4)
+      1.2806
+
+    References:
+      Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network,
+      arXiv:1503.02531, 2015; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
     """
     name = "linear_distillation_loss"
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     weight, teacher_weight = jnp.asarray(weight), jnp.asarray(teacher_weight)
     hidden, teacher_hidden = jnp.asarray(hidden), jnp.asarray(teacher_hidden)
+    bias = _check_bias(name, bias, weight)
+    teacher_bias = _check_bias(name, teacher_bias, teacher_weight)
 
-    def row_loss(logits: jax.Array, th: jax.Array, tw: jax.Array) -> jax.Array:
-        return distillation_loss(logits, th @ tw, temperature=temperature)
+    def row_loss(logits: jax.Array, th: jax.Array, teacher: tuple) -> jax.Array:
+        tw, tb = teacher
+        return distillation_loss(logits, _linear_logits(th, tw, tb), temperature=temperature)
 
+    teacher = (teacher_weight, teacher_bias)
     if reduction != "none":
-        return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight,
-                                    teacher_hidden, teacher_weight)
-    return _map_row_chunks(lambda h, th: row_loss(h @ weight, th, teacher_weight), chunk_size,
-                           hidden, teacher_hidden)
+        return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
+                                    teacher_hidden, teacher)
+    return _map_row_chunks(
+        lambda h, th: row_loss(_linear_logits(h, weight, bias), th, teacher),
+        chunk_size, hidden, teacher_hidden,
+    )
+
+
+def linear_softmax_cross_entropy_with_integer_labels(
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    labels: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None,
+    class_weights: ArrayLike | None = None,
+    example_weights: ArrayLike | None = None,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Integer-label cross-entropy of ``hidden @ weight + bias``, never forming the logits.
+
+    .. math::
+      \ell_n = r_n \Big[(1 - \alpha)\, w_{y_n} \big(-\log p_{n, y_n}\big)
+        + \frac{\alpha}{V} \sum_c w_c \big(-\log p_{n, c}\big)\Big],
+      \qquad p_n = \operatorname{softmax}(h_n W + b)
+
+    ``reduction="mean"`` is :math:`\sum_n \ell_n / \sum_n r_n w_{y_n}` over the
+    kept rows, as in PyTorch; reduced, the gradients are made in the forward
+    pass (each chunk's logits formed once).
+
+    Args:
+      hidden: hidden states ``[N, D]``.
+      weight: the output matrix ``[D, V]``.
+      labels: integer class indices ``[N]``.
+      bias: optional ``[V]``.
+      label_smoothing: :math:`\alpha \in [0, 1]`.
+      ignore_index: a label value whose rows give 0 and leave the mean.
+      class_weights: :math:`w`, shape ``[V]``.
+      example_weights: :math:`r`, broadcastable to ``[N]``.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"``, ``"sum"`` or ``"mean"`` (the weighted mean above).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h, w = jnp.eye(2), jnp.log(jnp.array([[0.7, 0.3], [0.2, 0.8]]))
+      >>> loss = softxent.linear_softmax_cross_entropy_with_integer_labels(
+      ...     h, w, jnp.array([0, -100]), ignore_index=-100, reduction="mean")
+      >>> round(float(loss), 4)  # -log 0.7
+      0.3567
+
+    References:
+      Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models,
+      ICLR 2025; PyTorch, ``torch.nn.functional.cross_entropy``.
+    """
+    name = "linear_softmax_cross_entropy_with_integer_labels"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    weight, hidden = jnp.asarray(weight), jnp.asarray(hidden)
+    bias = _check_bias(name, bias, weight)
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != hidden.shape[:1]:
+        raise ValueError(
+            f"{name}: labels must be integers of shape ({hidden.shape[0]},), got "
+            f"{labels.dtype} {tuple(labels.shape)}"
+        )
+    row_weight, denominator = _integer_row_weights(
+        name, hidden.shape[0], labels, example_weights, reduction, ignore_index, class_weights,
+        jnp.dtype(jnp.float32) if jnp.finfo(weight.dtype).bits < 32 else weight.dtype,
+    )
+    options = dict(label_smoothing=label_smoothing, ignore_index=ignore_index)
+
+    def row_loss(logits: jax.Array, rows: tuple, constants: tuple) -> jax.Array:
+        (y, r), (w, denominator) = rows, constants
+        losses, _ = cross_entropy_with_integer_labels(
+            name, logits, y, -1, None, example_weights=r / denominator, class_weights=w,
+            **options)
+        return losses
+
+    constants = (class_weights if class_weights is None else jnp.asarray(class_weights),
+                 denominator)
+    if reduction != "none":
+        return _reduced_linear_loss(row_loss, "sum", chunk_size, hidden, weight, bias,
+                                    (labels, row_weight), constants)
+    return _map_row_chunks(
+        lambda h, y, r: row_loss(_linear_logits(h, weight, bias), (y, r), constants),
+        chunk_size, hidden, labels, row_weight,
+    )

@@ -11,7 +11,9 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
    smooths ``q' = (1 - alpha) q + alpha / K`` over the ``K`` kept classes; KL
    keeps ``q`` and subtracts its entropy; distillation divides both logit rows
    by ``T`` and takes ``q = softmax(t / T)`` from the teacher's own peak and
-   normaliser, which pass 2 computes and the gradient pass reuses.
+   normaliser, which pass 2 computes and the gradient pass reuses; integer
+   labels form ``q_c = hot [c = y] + spread w_c`` (``IntegerTargets``) from the
+   class index where each block is read, never as an N x V one-hot.
 2. Row statistics, one read of the inputs: the peak ``m = max z``, the
    normaliser ``S = sum exp(z - m)``, the target mass ``Q = sum q`` and
    ``W = sum q (z - m [- log q])``. On the CPU a large array is read a block of
@@ -85,6 +87,25 @@ class Kind(enum.Enum):
     CROSS_ENTROPY = "cross_entropy"  # probabilities; the parameter is the label smoothing
     KL = "kl"  # probabilities; no parameter
     DISTILLATION = "distillation"  # a teacher's logits; the parameter is the temperature
+    # class indices as an IntegerTargets; no parameter (the smoothing is in its weights)
+    INTEGER_LABELS = "integer_labels"
+
+
+class IntegerTargets(NamedTuple):
+    """Hard labels as the fused passes read them: ``q_c = hot [c = label] + spread w_c``.
+
+    Every field but ``class_weights`` has the logits' shape with the class axis
+    of size 1; ``class_weights`` is size 1 on every other axis. Smoothing
+    ``alpha`` over ``K`` kept classes, class weights ``w`` and a row weight ``r``
+    (the example weight, 0 for an ignored row) give ``hot = r (1 - alpha) w_label``
+    and ``spread = r alpha / K``: the one-hot row is never formed, only compared
+    against the class index where a block of logits is read.
+    """
+
+    labels: jax.Array  # integer class per row
+    hot: jax.Array  # the label's weight
+    spread: jax.Array  # the smoothing's weight per unit of class weight
+    class_weights: jax.Array  # w, or 1
 
 
 class _Setting(NamedTuple):
@@ -149,6 +170,13 @@ def _read(
     formed where pass 2 needs it (``teacher is None``).
     """
     keep, parameter, axis, kind, _ = setting
+    if kind is Kind.INTEGER_LABELS:
+        labels, hot, spread, class_weights = targets
+        classes = lax.broadcasted_iota(labels.dtype, logits.shape, axis % logits.ndim)
+        spread = spread * class_weights
+        if keep is not None:
+            spread = jnp.where(keep, spread, 0)
+        return _Read(logits, jnp.where(classes == labels, hot, 0) + spread, None, ())
     if kind is Kind.CROSS_ENTROPY:
         return _Read(logits, smooth_targets(targets, keep, parameter, axis), None, ())
     if kind is Kind.KL:
@@ -181,6 +209,9 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
     peak, term, exponentials, total = _normaliser(read.logits, setting.keep, setting.axis)
+    if setting.kind is Kind.INTEGER_LABELS:
+        mass, weighted = _integer_sums(logits, targets, setting, peak, term)
+        return _RowParts((peak, total, mass, weighted), exponentials, read.targets)
     if read.log_targets is not None:
         term = term - read.log_targets
     live = read.targets != 0
@@ -188,6 +219,34 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
     weighted = jnp.sum(jnp.where(live, read.targets * term, 0), axis=setting.axis, keepdims=True)
     return _RowParts((peak, total, mass, weighted, *read.teacher), exponentials, read.targets)
+
+
+def _integer_sums(
+    logits: jax.Array,
+    targets: IntegerTargets,
+    setting: _Setting,
+    peak: jax.Array,
+    shifted: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """``Q`` and ``W`` of hard labels without the one-hot row: with
+    ``q_c = hot [c = y] + spread w_c``,
+
+        Q = hot + spread sum_c w_c,    W = hot (z_y - m) + spread sum_c w_c (z_c - m),
+
+    so the label's term is a gather and the smoothing's one weighted row sum,
+    each taken only where its weight is nonzero (a -inf logit times 0 is 0)."""
+    keep, _, axis, _, _ = setting
+    labels, hot, spread, weights = targets
+    # An ignored row's label may lie outside [0, V); its hot weight is 0.
+    index = jnp.clip(labels, 0, logits.shape[axis] - 1)
+    label_keep = None if keep is None else jnp.take_along_axis(keep, index, axis)
+    picked = shifted_logits(jnp.take_along_axis(logits, index, axis), label_keep, peak)
+    kept_weights = weights if keep is None else jnp.where(keep, weights, 0)
+    weight_total = jnp.sum(kept_weights, axis=axis, keepdims=True)
+    spread_term = jnp.where(kept_weights != 0, kept_weights * shifted, 0)
+    spread_sum = jnp.sum(spread_term, axis=axis, keepdims=True)
+    weighted = jnp.where(hot != 0, hot * picked, 0) + jnp.where(spread != 0, spread * spread_sum, 0)
+    return hot + spread * weight_total, weighted
 
 
 def _as_bits(x: jax.Array) -> jax.Array:
@@ -203,7 +262,8 @@ def _from_bits(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
 def _row_blocked(
     statistics: Callable[..., tuple[jax.Array, ...]], arrays: list[jax.Array], block_rows: int
 ) -> tuple[jax.Array, ...]:
-    """``statistics`` of ``[..., V]`` arrays (rows reduced to size 1), a block of rows at a time.
+    """``statistics`` of ``[..., V]`` or ``[..., 1]`` arrays (rows reduced to size 1), a block
+    of rows at a time.
 
     XLA's CPU backend does not fuse elementwise work into a reduction: each
     reduction reads a materialised N x V temporary, written and read back
@@ -212,12 +272,12 @@ def _row_blocked(
     is computed twice, with the same result.
     """
     shape = arrays[0].shape
-    rows, classes = math.prod(shape[:-1]), shape[-1]
+    rows = math.prod(shape[:-1])
     block_rows = min(block_rows, rows)
     dtypes = [a.dtype for a in arrays]
     # XLA's CPU backend widens a loop's bfloat16 operand to float32 outside the
     # loop (a full-size copy); the same bits as unsigned integers stay as they are.
-    flat = [_as_bits(a).reshape(rows, classes) for a in arrays]
+    flat = [_as_bits(a).reshape(rows, a.shape[-1]) for a in arrays]
 
     def block(i: jax.Array, outputs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
         start = jnp.minimum(i * block_rows, rows - block_rows)
@@ -231,25 +291,43 @@ def _row_blocked(
             for out, part in zip(outputs, parts, strict=True)
         )
 
-    blocks = (jax.ShapeDtypeStruct((block_rows, classes), d) for d in dtypes)
+    blocks = (jax.ShapeDtypeStruct((block_rows, a.shape[-1]), a.dtype) for a in arrays)
     shapes = jax.eval_shape(statistics, *blocks)
     initial = tuple(jnp.zeros((rows, 1), s.dtype) for s in shapes)
     outputs = lax.fori_loop(0, -(-rows // block_rows), block, initial)
     return tuple(out.reshape(*shape[:-1], 1) for out in outputs)
 
 
+def _cast(targets: object, dtype: jnp.dtype) -> object:
+    """The floating arrays of ``targets`` (an array or an ``IntegerTargets``) in ``dtype``."""
+
+    def cast(x: jax.Array) -> jax.Array:
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, targets)
+
+
 def _statistics(
-    logits: jax.Array, targets: jax.Array, setting: _Setting
+    logits: jax.Array, targets: object, setting: _Setting
 ) -> tuple[jax.Array, ...]:
     """Pass 2's row statistics in the compute dtype; row-blocked on the CPU (large arrays,
-    class axis last)."""
+    class axis last). Target arrays with a row per logit row follow the blocks; the
+    others (class weights) are read whole by every block."""
+    leaves, structure = jax.tree.flatten(targets)
+    follows = [x.shape[:-1] == logits.shape[:-1] for x in leaves]
+    keep = [] if setting.keep is None else [setting.keep]
 
-    def whole(z: jax.Array, t: jax.Array, *kept: jax.Array, axis: int = setting.axis) -> tuple:
-        z, t = z.astype(setting.dtype), t.astype(setting.dtype)  # per block: no full-size copy
-        keep = kept[0] if kept else None
-        return _row_statistics(z, t, setting._replace(keep=keep, axis=axis)).statistics
+    def whole(z: jax.Array, *rest: jax.Array, axis: int = setting.axis) -> tuple:
+        blocks = iter(rest)
+        t = structure.unflatten(
+            [next(blocks) if f else x for x, f in zip(leaves, follows, strict=True)]
+        )
+        kept = list(blocks)
+        z, t = z.astype(setting.dtype), _cast(t, setting.dtype)  # per block: no full-size copy
+        local = setting._replace(keep=kept[0] if kept else None, axis=axis)
+        return _row_statistics(z, t, local).statistics
 
-    arrays = [logits, targets, *([] if setting.keep is None else [setting.keep])]
+    arrays = [logits, *(x for x, f in zip(leaves, follows, strict=True) if f), *keep]
     size = logits.size
     # A parameter per row (say a temperature of shape [N, 1]) would not follow the blocks.
     per_row = setting.parameter.ndim != 0
@@ -284,7 +362,7 @@ def _kept_exponentials(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
     dtype = setting.dtype
-    parts = _row_statistics(logits.astype(dtype), targets.astype(dtype), setting)
+    parts = _row_statistics(logits.astype(dtype), _cast(targets, dtype), setting)
     peak, total, mass, weighted, *_ = parts.statistics
     probabilities = parts.exponentials / nonzero_total(total)
     return _value_and_slope_from(
@@ -297,7 +375,7 @@ def _formed_again(
 ) -> tuple[jax.Array, jax.Array]:
     peak, total, mass, weighted, *teacher = _statistics(logits, targets, setting)
     dtype = setting.dtype
-    read = _read(logits.astype(dtype), targets.astype(dtype), setting, tuple(teacher))
+    read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
     log_total = _log_total(total)
     probabilities = jnp.exp(shifted_logits(read.logits, setting.keep, peak) - log_total)
     return _value_and_slope_from(
@@ -342,6 +420,10 @@ def _fused_loss(
     return _value_and_slope(logits, targets, static.setting(keep, parameter))[0]
 
 
+def _is_symbolic_zero(x: object) -> bool:
+    return isinstance(x, SymbolicZero)
+
+
 def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
     """Pass 5: the logit tangent from the slope; the others from the reference."""
     logits, targets, keep, parameter = primals
@@ -354,7 +436,8 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
         if static.kind is Kind.DISTILLATION:
             d_logits = d_logits / parameter  # the slope is in s / T
         tangent = jnp.sum(slope * d_logits, axis=static.axis)
-    if not (isinstance(d_targets, SymbolicZero) and isinstance(d_parameter, SymbolicZero)):
+    symbolic = jax.tree.leaves((d_targets, d_parameter), is_leaf=_is_symbolic_zero)
+    if not all(isinstance(d, SymbolicZero) for d in symbolic):
         d_targets, d_parameter = (
             jnp.zeros(d.shape, d.dtype) if isinstance(d, SymbolicZero) else d
             for d in (d_targets, d_parameter)
