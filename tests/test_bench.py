@@ -8,16 +8,20 @@ import pytest
 from softxent.bench import speed
 from softxent.cli import main
 
-KEYS = {"loss", "impl", "n", "v", "dtype", "median_s", "temp_bytes", "bound_fraction"}
+KEYS = {"loss", "impl", "n", "v", "dtype", "median_s", "temp_bytes", "bound_fraction",
+        "warm_bound_fraction"}
 
 
 def test_run_case_schema():
-    results = speed.run_case("softmax_cross_entropy", 8, 16, "float32", 1, 1e10)
+    bandwidth = speed.Bandwidths(allocating=1e10, warm=2e10)
+    results = speed.run_case("softmax_cross_entropy", 8, 16, "float32", 1, bandwidth)
     assert [r.impl for r in results] == list(speed.IMPLS)
     for result in results:
         row = speed.as_dict(result)
         assert set(row) == KEYS
         assert row["median_s"] > 0 and row["temp_bytes"] >= 0 and row["bound_fraction"] > 0
+        # the warm copy is twice as fast here, so a step is half as near its bound
+        assert row["warm_bound_fraction"] == pytest.approx(row["bound_fraction"] / 2)
 
 
 def test_interleaved_medians_take_samples_in_turn():
@@ -34,7 +38,9 @@ def test_every_impl_agrees_on_the_value():
 
     for loss in speed.LOSSES:
         z, t = speed.make_inputs(loss, 4, 9, "float32")
-        values = [float(np.mean(speed.loss_fn(loss, impl)(z, t))) for impl in speed.IMPLS]
+        # optax's integer-label loss has neither smoothing nor ignore_index
+        impls = ("softxent", "naive") if loss == speed.INTEGER_LABELS else speed.IMPLS
+        values = [float(np.mean(speed.loss_fn(loss, impl)(z, t))) for impl in impls]
         np.testing.assert_allclose(values, values[0], rtol=1e-5)
 
 
@@ -49,6 +55,7 @@ def tiny_bench(monkeypatch):
     monkeypatch.setattr(speed, "QUICK_SHAPES", ((4, 8),))
     monkeypatch.setattr(speed, "DTYPES", ("float32",))
     monkeypatch.setattr(speed, "copy_bandwidth", lambda: 1e10)
+    monkeypatch.setattr(speed, "warm_copy_bandwidth", lambda: 2e10)
 
 
 def test_cli_json_quick(capsys, tiny_bench):
@@ -71,6 +78,7 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
     others = {
         "softmax_cross_entropy": jax.nn.softmax(jax.random.normal(key_o, (10, 12)), axis=-1),
         "distillation_loss": jax.random.normal(key_o, (10, 6)),
+        speed.INTEGER_LABELS: jax.random.randint(key_o, (10,), 0, 12).at[::4].set(-100),
     }
     for loss in speed.LARGE_VOCAB_LOSSES:
         results = [
@@ -109,6 +117,7 @@ def test_cli_large_vocab_bad_arguments(capsys):
 
 def test_cli_one_shape(capsys, monkeypatch):
     monkeypatch.setattr(speed, "copy_bandwidth", lambda: 1e10)
+    monkeypatch.setattr(speed, "warm_copy_bandwidth", lambda: 2e10)
     assert main(["bench", "--shape", "3,5", "--dtype", "float32", "--repeats", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert len(rows) == len(speed.LOSSES) * len(speed.IMPLS)
