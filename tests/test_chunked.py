@@ -145,3 +145,63 @@ def test_bad_reduction():
                        r"got 'avg'"):
         softxent.linear_softmax_cross_entropy(
             jnp.zeros((2, 3)), jnp.zeros((3, 4)), jnp.ones((2, 4)) / 4, reduction="avg")
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_masks_biases_and_reductions_follow_the_dense_losses(reduction):
+    """The chunked forms take a class mask per row (chunked) or per class (shared), the
+    linear forms a bias for the student and the teacher; every form reduces as the
+    dense loss does (float64, within 1e-12)."""
+    rng = np.random.default_rng(4)
+    h, w, b = (jnp.asarray(rng.normal(size=s)) for s in ((N, D), (D, V), (V,)))
+    q = jax.nn.softmax(jnp.asarray(rng.normal(size=(N, V))))
+    t = jnp.asarray(rng.normal(size=(N, V)))
+    for where in (jnp.asarray(rng.uniform(size=(N, V)) > 0.3), jnp.arange(V) != 2):
+        q_kept = jnp.where(where, q, 0)
+        pairs = [
+            (softxent.chunked_softmax_cross_entropy(h @ w, q_kept, where=where, chunk_size=5,
+                                                    label_smoothing=0.1, reduction=reduction),
+             softxent.softmax_cross_entropy(h @ w, q_kept, where=where, label_smoothing=0.1,
+                                            reduction=reduction)),
+            (softxent.chunked_distillation_loss(h @ w, t, where=where, chunk_size=5,
+                                                reduction=reduction),
+             softxent.distillation_loss(h @ w, t, where=where, reduction=reduction)),
+        ]
+        for chunked, dense in pairs:
+            np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-12)
+    linear = softxent.linear_distillation_loss(
+        h, w, h[::-1], w, bias=b, teacher_bias=b[::-1], chunk_size=8, reduction=reduction)
+    dense = softxent.distillation_loss(h @ w + b, h[::-1] @ w + b[::-1], reduction=reduction)
+    np.testing.assert_allclose(linear, dense, rtol=1e-12, atol=1e-12)
+    grad = jax.grad(lambda b: jnp.sum(softxent.linear_softmax_cross_entropy(
+        h, w, q, bias=b, chunk_size=8, reduction=reduction)))(b)
+    want = jax.grad(lambda b: jnp.sum(softxent.softmax_cross_entropy(
+        h @ w + b, q, reduction=reduction)))(b)
+    np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-12)
+
+
+LARGE_VOCABULARY_FORMS = [
+    softxent.chunked_softmax_cross_entropy,
+    softxent.chunked_distillation_loss,
+    softxent.chunked_softmax_cross_entropy_with_integer_labels,
+    softxent.linear_softmax_cross_entropy,
+    softxent.linear_distillation_loss,
+    softxent.linear_softmax_cross_entropy_with_integer_labels,
+    softxent.softmax_cross_entropy_with_integer_labels,
+]
+
+
+@pytest.mark.parametrize("fn", LARGE_VOCABULARY_FORMS, ids=lambda f: f.__name__)
+def test_docstring_has_formula_example_and_references_and_the_example_runs(fn):
+    import doctest
+
+    doc = fn.__doc__ or ""
+    for part in (".. math::", "Args:", "reduction:", "Returns:", "Example:", "References:"):
+        assert part in doc, f"{fn.__name__} docstring lacks {part!r}"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(fn, fn.__name__, globs={})
+    assert sum(len(t.examples) for t in tests) > 0
+    with jax.numpy_dtype_promotion("standard"):
+        for t in tests:
+            runner.run(t)
+    assert runner.failures == 0, f"{fn.__name__}: docstring example failed"

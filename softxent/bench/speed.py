@@ -62,7 +62,8 @@ def _naive(loss: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     if loss == INTEGER_LABELS:
         def smoothed_one_hot(z: jax.Array, y: jax.Array) -> jax.Array:
             v = z.shape[-1]
-            q = (1 - LABEL_SMOOTHING) * jax.nn.one_hot(y, v) + LABEL_SMOOTHING / v
+            one_hot = jax.nn.one_hot(y, v, dtype=jnp.float32)
+            q = (1 - LABEL_SMOOTHING) * one_hot + LABEL_SMOOTHING / v
             ce = -jnp.sum(q * jax.nn.log_softmax(f32(z)), axis=-1)
             return jnp.where(y == IGNORE_INDEX, 0, ce)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._validation import check_reduction
 
-STATIC_OPTIONS = ("axis", "reduction")
+STATIC_OPTIONS = ("axis", "reduction", "ignore_index")  # ignore_index: a label to compare
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,12 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
+from ._export import Param, export_loss
 from ._fused import IntegerTargets, Kind, softmax_target_loss
+
+_SMOOTHING = Param(
+    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
+)
 
 
 class Labels(NamedTuple):
@@ -176,6 +181,7 @@ def cross_entropy_with_integer_labels(
     return losses, parts.weight
 
 
+@export_loss((_SMOOTHING,))
 def softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike,
     labels: ArrayLike,
