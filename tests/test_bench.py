@@ -136,12 +136,17 @@ def test_cli_markdown_quick(capsys, tiny_bench):
 def test_markdown_puts_the_implementations_side_by_side():
     rows = [
         {"loss": "kl_divergence", "impl": impl, "n": 4, "v": 8, "dtype": "bfloat16",
-         "median_s": seconds, "temp_bytes": temp, "bound_fraction": 0.25}
+         "median_s": seconds, "temp_bytes": temp, "bound_fraction": 0.25,
+         "warm_bound_fraction": 0.05}
         for impl, seconds, temp in [("optax", 0.003, 2**21), ("softxent", 0.002, 2**20),
                                     ("naive", 0.004, 0)]
     ]
     assert speed.markdown(rows).splitlines()[2] == (
-        "| kl_divergence | 4x8 | bfloat16 | 3.0 | 2.0 | 4.0 | 1.50 | 2 / 1 | 25 |")
+        "| kl_divergence | 4x8 | bfloat16 | 3.0 | 2.0 | 4.0 | 1.50 | 2 / 1 | 25 | 5 |")
+    # a saved run without the warm copy's bound leaves that cell empty
+    for row in rows:
+        del row["warm_bound_fraction"]
+    assert speed.markdown(rows).splitlines()[2].endswith("| 25 |  |")
 
 
 def test_from_json_formats_a_saved_large_vocab_run(tmp_path, capsys):
