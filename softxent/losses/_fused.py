@@ -299,12 +299,15 @@ def _row_blocked(
 
 
 def _cast(targets: object, dtype: jnp.dtype) -> object:
-    """The floating arrays of ``targets`` (an array or an ``IntegerTargets``) in ``dtype``."""
-
-    def cast(x: jax.Array) -> jax.Array:
-        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    return jax.tree.map(cast, targets)
+    """``targets`` in ``dtype`` (an array: all of it; an ``IntegerTargets``: all but its
+    class indices)."""
+    if isinstance(targets, IntegerTargets):
+        return targets._replace(
+            hot=targets.hot.astype(dtype),
+            spread=targets.spread.astype(dtype),
+            class_weights=targets.class_weights.astype(dtype),
+        )
+    return targets.astype(dtype)
 
 
 def _statistics(
