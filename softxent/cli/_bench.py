@@ -144,8 +144,10 @@ def _read_saved(path: str) -> list[dict[str, Any]]:
                          "prints it")
     kind = speed.LargeVocabResult if _is_large_vocab(rows) else speed.Result
     expected = set(kind.__dataclass_fields__)
+    # a saved run without the warm copy's bound is read with that cell left empty
+    optional = {"warm_bound_fraction"}
     for index, row in enumerate(rows):
-        if set(row) != expected:
+        if not expected - optional <= set(row) <= expected:
             raise ValueError(
                 f"--from-json: {path}: entry {index} has keys {sorted(row)}, expected "
                 f"{sorted(expected)}")
