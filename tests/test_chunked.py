@@ -158,14 +158,15 @@ def test_masks_biases_and_reductions_follow_the_dense_losses(reduction):
     t = jnp.asarray(rng.normal(size=(N, V)))
     for where in (jnp.asarray(rng.uniform(size=(N, V)) > 0.3), jnp.arange(V) != 2):
         q_kept = jnp.where(where, q, 0)
+        dense_where = jnp.broadcast_to(where, (N, V))  # the dense losses take no [V] mask
         pairs = [
             (softxent.chunked_softmax_cross_entropy(h @ w, q_kept, where=where, chunk_size=5,
                                                     label_smoothing=0.1, reduction=reduction),
-             softxent.softmax_cross_entropy(h @ w, q_kept, where=where, label_smoothing=0.1,
-                                            reduction=reduction)),
+             softxent.softmax_cross_entropy(h @ w, q_kept, where=dense_where,
+                                            label_smoothing=0.1, reduction=reduction)),
             (softxent.chunked_distillation_loss(h @ w, t, where=where, chunk_size=5,
                                                 reduction=reduction),
-             softxent.distillation_loss(h @ w, t, where=where, reduction=reduction)),
+             softxent.distillation_loss(h @ w, t, where=dense_where, reduction=reduction)),
         ]
         for chunked, dense in pairs:
             np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-12)

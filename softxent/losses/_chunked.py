@@ -183,8 +183,11 @@ def _row_mask(name: str, where: ArrayLike | None, shape: tuple[int, ...]) -> tup
     return (), where
 
 
-def _chunk_mask(rows: tuple, shared: jax.Array | None) -> jax.Array | None:
-    return rows[0] if rows else shared
+def _chunk_mask(rows: tuple, shared: jax.Array | None, shape: tuple[int, ...]) -> jax.Array | None:
+    """A chunk's mask of its logits' shape (the dense losses take no other class mask)."""
+    if rows:
+        return rows[0]
+    return None if shared is None else jnp.broadcast_to(shared, shape)
 
 
 def chunked_softmax_cross_entropy(
@@ -234,7 +237,7 @@ def chunked_softmax_cross_entropy(
     rows, shared = _row_mask(name, where, logits.shape)
 
     def per_chunk(z: jax.Array, q: jax.Array, *mask: jax.Array) -> jax.Array:
-        keep = _chunk_mask(mask, shared)
+        keep = _chunk_mask(mask, shared, z.shape)
         return softmax_cross_entropy(z, q, where=keep, label_smoothing=label_smoothing)
 
     return _reduce(_map_row_chunks(per_chunk, chunk_size, logits, targets, *rows), reduction)
@@ -283,7 +286,7 @@ def chunked_distillation_loss(
     rows, shared = _row_mask(name, where, student.shape)
 
     def per_chunk(s: jax.Array, t: jax.Array, *mask: jax.Array) -> jax.Array:
-        keep = _chunk_mask(mask, shared)
+        keep = _chunk_mask(mask, shared, s.shape)
         return distillation_loss(s, t, where=keep, temperature=temperature)
 
     return _reduce(_map_row_chunks(per_chunk, chunk_size, student, teacher, *rows), reduction)
@@ -349,7 +352,7 @@ def chunked_softmax_cross_entropy_with_integer_labels(
     )
 
     def per_chunk(z: jax.Array, y: jax.Array, r: jax.Array, *mask: jax.Array) -> jax.Array:
-        keep = _chunk_mask(mask, shared)
+        keep = _chunk_mask(mask, shared, z.shape)
         losses, _ = cross_entropy_with_integer_labels(
             name, z, y, -1, keep, example_weights=r, **options)
         return losses
