@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 # values, gradients and Hessians verified against SymPy (100 points per setting;
 # `softxent verify` alone runs 400), the default experiments with their figures
 # (results/), and the LDL benchmark on SJAFFE when the shared datasets are beside us.
+# A failed verification does not stop the experiments; the job exits 1 at the end.
 run: $(STAMP)
 	$(BIN)/softxent demo
 	$(BIN)/python proofs/binary_cross_entropy.py
-	$(BIN)/softxent verify --points 100
-	$(BIN)/softxent run $(filter-out %/sweep_k10.toml,$(wildcard experiments/configs/*.toml))
-	@if [ -f $(LDL_DATA)/SJAFFE.mat ]; then $(BIN)/softxent ldl --data $(LDL_DATA)/SJAFFE.mat --peer; \
-	else echo "LDL benchmark skipped: no $(LDL_DATA) (see README, Real data)"; fi
+	@verified=0; $(BIN)/softxent verify --points 100 || verified=$$?; \
+	$(BIN)/softxent run $(filter-out %/sweep_k10.toml,$(wildcard experiments/configs/*.toml)) || exit $$?; \
+	if [ -f $(LDL_DATA)/SJAFFE.mat ]; then $(BIN)/softxent ldl --data $(LDL_DATA)/SJAFFE.mat --peer || exit $$?; \
+	else echo "LDL benchmark skipped: no $(LDL_DATA) (see the LDL guide in docs/)"; fi; \
+	if [ $$verified -ne 0 ]; then echo "make run: softxent verify reported checks outside its tolerance (listed above)"; fi; \
+	exit $$verified
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
