@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-
 # XLA's float64 log1p on the CPU is up to 120 ulp off for x in about [-0.414, -0.361]
 # (measured with mpmath; float32 stays within 2.2 ulp); this band is widened a little.
 _LOG1P_BAND = (-0.43, -0.35)

@@ -238,7 +238,9 @@ def test_js_divergence_hessian_is_finite_at_saturated_logits(dtype, size):
 )
 def test_sigmoid_focal_hessian_is_finite_for_hard_targets(dtype, x, gamma):
     for sign, y in [(1, 1.0), (-1, 0.0), (1, 0.0), (-1, 1.0)]:
-        f = lambda x: jnp.sum(softxent.sigmoid_focal_loss(x, jnp.array([y], dtype), gamma=gamma))
+        target = jnp.array([y], dtype)
+        f = lambda x, target=target: jnp.sum(
+            softxent.sigmoid_focal_loss(x, target, gamma=gamma))
         h = np.asarray(jax.hessian(f)(jnp.array([sign * x], dtype)))
         assert np.all(np.isfinite(h)), (sign * x, y, h)
 

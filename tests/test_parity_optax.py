@@ -349,7 +349,8 @@ def test_per_example_mask_equals_optax_example_mask(loss):
     _close(jnp.where(keep, ours, 0), jnp.where(keep, theirs, 0))
     np.testing.assert_array_equal(np.asarray(ours)[~np.asarray(keep)], 0)
     # The mean is over the kept examples only.
-    _close(fn(z, q, where=keep[:, None], reduction="mean"), jnp.sum(ours) / jnp.sum(keep).astype(ours.dtype))
+    kept_mean = jnp.sum(ours) / jnp.sum(keep).astype(ours.dtype)
+    _close(fn(z, q, where=keep[:, None], reduction="mean"), kept_mean)
 
 
 def test_elementwise_per_example_mask_keeps_or_drops_every_label():

@@ -100,7 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from .._optional import missing_extra, require
-
     from .._plugins import PluginError, load_plugins
 
     prefix = f"softxent {args.command}"

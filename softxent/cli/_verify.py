@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         document = {
             "command": "softxent verify " + " ".join(sys.argv[2:]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "environment": _environment(),
             "points": args.points,
             "seed": args.seed,
