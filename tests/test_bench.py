@@ -178,3 +178,37 @@ def test_from_json_bad_files(tmp_path, capsys):
     empty.write_text("{}")
     assert main(["bench", "--from-json", str(empty)]) == 2
     assert "must hold a non-empty JSON list" in capsys.readouterr().err
+
+
+def test_cli_times_any_registry_loss_and_a_users_own(capsys, tiny_bench, tmp_path):
+    plugin = tmp_path / "bench_plugin.py"
+    plugin.write_text(
+        "import jax.numpy as jnp\n"
+        "import softxent\n"
+        "def bench_plugin_loss(logits, targets, *, axis=-1, where=None, reduction='none'):\n"
+        "    return jnp.sum((logits - targets) ** 2, axis=axis)\n"
+        "softxent.register_loss(bench_plugin_loss, input='logits', link='softmax',\n"
+        "                       output='per_example', summary='squared logit distance')\n")
+    try:
+        assert main(["bench", "--plugin", str(plugin), "--quick", "--json", "--repeats", "1",
+                     "--loss", "bench_plugin_loss", "--loss", "cross_entropy",
+                     "--loss", "kl_divergence"]) == 0
+    finally:
+        import softxent
+
+        softxent.unregister_loss("bench_plugin_loss")
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    # losses optax lacks are timed alone; kl_divergence against optax and the naive form
+    assert [(r["loss"], r["impl"]) for r in rows] == [
+        ("bench_plugin_loss", "softxent"), ("cross_entropy", "softxent"),
+        *(("kl_divergence", impl) for impl in speed.IMPLS)]
+    assert all(r["median_s"] > 0 for r in rows)
+
+
+def test_cli_unknown_loss_is_one_line(capsys):
+    assert main(["bench", "--loss", "brier_scor"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("softxent bench: --loss: unknown loss 'brier_scor'")
+    assert len(err.strip().splitlines()) == 1
+    assert main(["bench", "--large-vocab", "--loss", "brier_score"]) == 2
+    assert "without --large-vocab" in capsys.readouterr().err

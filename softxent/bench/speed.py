@@ -122,6 +122,27 @@ def _softxent(loss: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     return fn
 
 
+def impls_of(loss: str) -> tuple[str, ...]:
+    """The implementations timed for ``loss``: all of ``IMPLS`` for the losses in
+    ``LOSSES`` (which optax has), softxent's alone for any other registry loss,
+    a user's own included."""
+    return IMPLS if loss in LOSSES else ("softxent",)
+
+
+def check_losses(losses: tuple[str, ...]) -> None:
+    """ValueError naming the first of ``losses`` that cannot be benchmarked."""
+    import softxent
+
+    for loss in losses:
+        if loss == INTEGER_LABELS:
+            continue
+        spec = softxent.get_loss(loss)  # KeyError with the known names
+        if spec.family != "dense":
+            raise ValueError(f"--loss {loss}: expected a loss on whole logit arrays "
+                             f"(family 'dense'), got family {spec.family!r}; its "
+                             "large-vocabulary timing is `softxent bench --large-vocab`")
+
+
 def loss_fn(loss: str, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The per-example loss of ``impl`` (one of ``IMPLS``) for ``loss``."""
     return {"softxent": _softxent, "optax": _optax, "naive": _naive}[impl](loss)
@@ -130,19 +151,27 @@ def loss_fn(loss: str, impl: str) -> Callable[[jax.Array, jax.Array], jax.Array]
 def make_inputs(
     loss: str, n: int, v: int, dtype: str, seed: int = 0
 ) -> tuple[jax.Array, jax.Array]:
-    """Logits and targets (soft rows, Bernoulli probabilities, teacher logits, or class
-    indices with one row in eight ignored)."""
+    """Predictions and targets for ``loss`` as its registry entry describes them:
+    logits (or probabilities, for a probability-input loss), and soft rows,
+    Bernoulli probabilities, teacher logits, or class indices with one row in
+    eight ignored."""
+    import softxent
+
     kz, kq = jax.random.split(jax.random.key(seed))
-    logits = (2 * jax.random.normal(kz, (n, v), jnp.float32)).astype(dtype)
+    logits = 2 * jax.random.normal(kz, (n, v), jnp.float32)
     if loss == INTEGER_LABELS:
-        return logits, jax.random.randint(kq, (n,), 0, v).at[::8].set(IGNORE_INDEX)
-    if loss == "sigmoid_binary_cross_entropy":
+        return logits.astype(dtype), jax.random.randint(kq, (n,), 0, v).at[::8].set(IGNORE_INDEX)
+    spec = softxent.get_loss(loss)
+    per_component = spec.output == "per_component"
+    if spec.input == "probabilities":
+        logits = jax.nn.sigmoid(logits) if per_component else jax.nn.softmax(logits, axis=-1)
+    if per_component:
         targets = jax.random.uniform(kq, (n, v), jnp.float32)
-    elif loss == "distillation_loss":
+    elif spec.targets == "logits":
         targets = 2 * jax.random.normal(kq, (n, v), jnp.float32)
     else:
         targets = jax.nn.softmax(2 * jax.random.normal(kq, (n, v), jnp.float32), axis=-1)
-    return logits, targets.astype(dtype)
+    return logits.astype(dtype), targets.astype(dtype)
 
 
 def _calls_per_sample(fn: Callable[[], object], min_sample_s: float) -> int:
@@ -223,9 +252,11 @@ class Bandwidths:
 
 def run_case(
     loss: str, n: int, v: int, dtype: str, repeats: int, bandwidth: Bandwidths,
-    impls: tuple[str, ...] = IMPLS,
+    impls: tuple[str, ...] | None = None,
 ) -> list[Result]:
-    """One ``Result`` per implementation of ``loss`` at N x V, timed in turn."""
+    """One ``Result`` per implementation of ``loss`` at N x V (default: those of
+    :func:`impls_of`), timed in turn."""
+    impls = impls_of(loss) if impls is None else impls
     logits, targets = make_inputs(loss, n, v, dtype)
     compiled, temp = {}, {}
     for impl in impls:
@@ -253,9 +284,13 @@ def run_bench(
     losses: tuple[str, ...] | None = None,
     repeats: int = 7,
 ) -> Iterator[Result | Bandwidths]:
-    """Yield the measured copy ``Bandwidths``, then one ``Result`` per case."""
+    """Yield the measured copy ``Bandwidths``, then one ``Result`` per case.
+
+    ``losses`` defaults to ``LOSSES``; any dense registry loss may be named.
+    """
     dtypes = DTYPES if dtypes is None else dtypes
     losses = LOSSES if losses is None else losses
+    check_losses(losses)
     bandwidth = Bandwidths(copy_bandwidth(), warm_copy_bandwidth())
     yield bandwidth
     for n, v in shapes:

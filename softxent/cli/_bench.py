@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-json", metavar="PATH", default=None,
         help="run nothing: print the Markdown table of a saved --json output (of either kind)",
     )
+    parser.add_argument(
+        "--loss", action="append", default=None, metavar="NAME",
+        help="time this registry loss (repeatable; a --plugin's losses included); losses "
+        "optax has are timed against it and a naive version, others alone (default: the five "
+        "losses optax has, listed in `softxent losses`)",
+    )
     parser.add_argument("--quick", action="store_true", help="small shapes only (smoke test)")
     parser.add_argument(
         "--repeats", type=int, default=7, help="timed runs per case (>= 1; default 7)"
@@ -170,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 0
     if args.large_vocab:
+        if args.loss:
+            print("softxent bench: --loss times dense losses; give it without --large-vocab",
+                  file=sys.stderr)
+            return 2
         return _run_large_vocab(args)
     from ..bench import speed
 
@@ -183,13 +193,23 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"softxent bench: {error}", file=sys.stderr)
             return 2
+    losses = tuple(dict.fromkeys(args.loss)) if args.loss else None
+    if losses is not None:
+        try:
+            speed.check_losses(losses)
+        except KeyError as error:
+            print(f"softxent bench: --loss: {error.args[0]}", file=sys.stderr)
+            return 2
+        except ValueError as error:
+            print(f"softxent bench: {error}", file=sys.stderr)
+            return 2
     environment = _environment(args)
     rows = []
     table = not (args.json or args.markdown)
     dtypes = tuple(args.dtype) if args.dtype else None
     from .._progress import bar
 
-    cases = speed.run_bench(shapes=shapes, dtypes=dtypes, repeats=args.repeats)
+    cases = speed.run_bench(shapes=shapes, dtypes=dtypes, losses=losses, repeats=args.repeats)
     for item in bar(cases, "bench", unit="case"):
         if isinstance(item, speed.Bandwidths):
             environment["copy_bandwidth_gb_s"] = round(item.allocating / 1e9, 2)
