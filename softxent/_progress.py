@@ -7,9 +7,11 @@ stdout) stays free of it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -33,3 +35,43 @@ def bar(items: Iterable[T], desc: str, unit: str = "it", total: int | None = Non
         return items
     return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr,
                 dynamic_ncols=True)
+
+
+_STAGES: contextvars.ContextVar[Any] = contextvars.ContextVar("softxent_stages", default=None)
+
+
+@contextlib.contextmanager
+def stages(desc: str, names: Sequence[str]) -> Iterator[None]:
+    """A bar over the named stages of one long computation, advanced by :func:`stage`.
+
+    Code deep inside the computation calls ``stage(name)`` as it enters each stage;
+    outside a ``stages`` block (or off a terminal, or without tqdm) that does nothing.
+    """
+    shown_bar = None
+    if shown():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            shown_bar = tqdm(total=len(names), desc=desc, unit="stage", leave=False,
+                             file=sys.stderr, dynamic_ncols=True)
+    token = _STAGES.set((shown_bar, tuple(names)))
+    try:
+        yield
+    finally:
+        _STAGES.reset(token)
+        if shown_bar is not None:
+            shown_bar.close()
+
+
+def stage(name: str) -> None:
+    """Mark the start of stage ``name`` of the innermost :func:`stages` block."""
+    active = _STAGES.get()
+    if active is None or active[0] is None:
+        return
+    shown_bar, names = active
+    done = names.index(name) if name in names else shown_bar.n
+    shown_bar.n = max(shown_bar.n, done)
+    shown_bar.set_postfix_str(name, refresh=False)
+    shown_bar.refresh()

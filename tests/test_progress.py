@@ -23,3 +23,31 @@ def test_a_bar_on_a_terminal_goes_to_stderr(monkeypatch):
     monkeypatch.setattr("sys.stderr", terminal)
     assert list(_progress.bar([1, 2, 3], "cases", unit="case")) == [1, 2, 3]
     assert "cases" in terminal.getvalue() and "/3" in terminal.getvalue()
+
+
+def test_stages_advance_a_bar_on_a_terminal_and_do_nothing_elsewhere(monkeypatch):
+    _progress.stage("outside any block")  # no bar: nothing happens
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    with _progress.stages("work", ["a", "b"]):
+        _progress.stage("a")
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    with _progress.stages("work", ["a", "b", "c"]):
+        _progress.stage("b")
+        assert "1/3" in terminal.getvalue() and "b" in terminal.getvalue()
+        _progress.stage("c")
+        assert "2/3" in terminal.getvalue()
+
+
+def test_analyze_and_catalogue_show_their_stages_on_a_terminal(monkeypatch, capsys):
+    from softxent.cli import main
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["analyze", "brier_score", "--target", "0.2,0.3,0.5", "--json"]) == 0
+    shown = terminal.getvalue()
+    assert "analyze" in shown and "convexity in the logits" in shown
+    # the same analysis, cached: the catalogue's own bar over its one loss
+    assert main(["catalogue", "--loss", "brier_score"]) == 0
+    assert "catalogue" in terminal.getvalue() and "/1" in terminal.getvalue()
+    capsys.readouterr()

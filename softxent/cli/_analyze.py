@@ -108,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
                 and len(target) != args.classes:
             raise ValueError(f"--target has {len(target)} entries but --classes is "
                              f"{args.classes}")
+        from .._progress import stages
+        from ..symbolic._analysis import STAGES
+
         start = time.perf_counter()
-        result = analyze(subject, params=values, target=target, classes=args.classes)
-        report = result.as_json() if args.json else result.render(args.format)
+        with stages("analyze", STAGES):
+            result = analyze(subject, params=values, target=target, classes=args.classes)
+            report = result.as_json() if args.json else result.render(args.format)
         seconds = time.perf_counter() - start
     except StepFailed as failure:
         print(f"softxent analyze: a step failed its check: {failure}", file=sys.stderr)

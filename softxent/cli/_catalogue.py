@@ -74,10 +74,11 @@ def run(args: argparse.Namespace) -> int:
             get_loss(name)
     except (ValueError, KeyError) as err:
         return _fail(str(err.args[0]))
+    from .._progress import bar
+
     rows = []
-    for spec in list_losses():
-        if args.loss and spec.name not in args.loss:
-            continue
+    chosen = [spec for spec in list_losses() if not args.loss or spec.name in args.loss]
+    for spec in bar(chosen, "catalogue", unit="loss"):
         try:
             rows.append(entry(spec.name, target, overrides.get(spec.name)))
         except (ValueError, KeyError) as err:

@@ -42,12 +42,16 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from .._progress import stage
 from ._engine import Derivation, Step, StepFailed
 from ._loss import SymbolicLoss, registry_symbolic_loss
 from ._parse import ExpressionError, P, Q, probability_symbols
 
 Verdict = str  # "yes" | "no" | "unknown"
 SYMBOLIC_SECONDS = 1.5  # CPU seconds allowed to each symbolic attempt that may not finish
+# The stages of one analysis, in the order it enters them (for a progress bar).
+STAGES = ("gradient", "properness", "closed form", "inverse map", "minimiser",
+          "convexity in p", "convexity in the logits")
 SEARCH_POINTS = 200  # random points a convexity counterexample search tries
 DIGITS = 50  # mpmath precision of confirmations
 
@@ -1243,6 +1247,7 @@ class _Solver:
         self._convexity: dict[str, tuple[Verdict, str]] | None = None
 
     def minimize(self, q: np.ndarray) -> tuple[np.ndarray, str]:
+        stage("minimiser")
         return self.problem.minimize(q)
 
     def invert(self, p_star: np.ndarray) -> np.ndarray | None:
@@ -1252,7 +1257,9 @@ class _Solver:
 
     def convexity(self) -> dict[str, tuple[Verdict, str]]:
         if self._convexity is None:
+            stage("convexity in p")
             in_p = self.problem.convex_in_p()
+            stage("convexity in the logits")
             in_logits = self.problem.convex_in_logits()
             self._convexity = {"in_p": in_p, "in_logits": in_logits}
         return self._convexity
@@ -1328,6 +1335,7 @@ def _analysis(name: str, kind: str, k: int | None, expr: sp.Expr,
         steps = _record_minimiser(base, q, p_star, method)
         return dataclasses.replace(base, target=list(target), target_steps=steps,
                                    minimizer=[float(v) for v in p_star], minimizer_method=method)
+    stage("gradient")
     params = dict(shown)
     described = ", ".join(f"{a}={b:g}" for a, b in params.items() if b is not None)
     title = f"Analysis of {name}" + (f" ({described})" if described else "")
@@ -1362,11 +1370,14 @@ def _analysis(name: str, kind: str, k: int | None, expr: sp.Expr,
             stationarity = ("∂ℓ/∂p_i = λ for every i with p_i > 0 and ∂ℓ/∂p_i ≥ λ where p_i = 0 "
                             "(multipliers μ_i ≥ 0), Σ p_i = 1")
     d.conclude(f"Stationarity (KKT): {stationarity}")
+    stage("properness")
     proper, proper_reason = problem.proper()
+    stage("closed form")
     closed = problem.derive_closed_form() if kind == "elementwise" else \
         problem.derive_closed_form(proper)
     if kind == "elementwise" and proper:
         closed = "p* = q"
+    stage("inverse map")
     inverse = problem.derive_inverse(proper)
     verdict = {True: "strictly proper", False: "not strictly proper", None: "undecided"}[proper]
     d.conclude(f"Verdict: {verdict} ({proper_reason}); minimiser: "
