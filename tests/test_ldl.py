@@ -321,3 +321,24 @@ def test_cli_reports_folds_at_the_iteration_cap_and_renormalised_rows(tmp_path, 
     assert "synthetic: 3 of 3 folds stopped at the iteration cap (--max-iter 2)" in captured.out
     assert "synthetic: --normalize changed 0 of" in captured.out
     assert captured.err == ""  # no progress bar where stderr is not a terminal
+
+
+def test_combining_fold_parts_needs_every_fold_once():
+    from softxent.bench import combine_folds
+
+    def part(folds, seconds):
+        record = {"metrics": dict.fromkeys(ldl_bench.MEASURES, 0.5), "at_max_iter": False,
+                  "l2": 0.1}
+        return {"dataset": "d", "n": 9, "d": 2, "k": 3, "folds": 3, "model": "maxent",
+                "loss": "kl_divergence", "seconds": seconds, "dtype": "float64",
+                "standardize": True, "l2": "auto", "sparse": False, "max_iter": 5,
+                "inverse_map": None, "fitted": [dict(record, fold=f) for f in folds]}
+
+    combined = combine_folds([part([2, 0], 1.5), part([1], 2.5)])
+    assert combined["l2"] == [0.1] * 3 and combined["folds_at_max_iter"] == 0
+    assert combined["seconds"] == 2.5  # the parts ran side by side
+    assert combined["metrics"]["kl"] == {"mean": 0.5, "std": 0.0}
+    with pytest.raises(ValueError, match=r"each of the 3 folds once, got folds \[0, 2\]"):
+        combine_folds([part([2, 0], 1.0)])
+    with pytest.raises(ValueError, match=r"got folds \[0, 1, 1, 2\]"):
+        combine_folds([part([2, 0, 1], 1.0), part([1], 1.0)])

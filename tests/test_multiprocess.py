@@ -152,3 +152,30 @@ def test_ldl_data_dir_across_two_processes_equals_one(tmp_path):
                 for r1, r2 in zip(single, joint, strict=True)
                 for m in r1["metrics"] for s in ("mean", "std"))
     assert worst <= 1e-6, worst
+
+
+def test_ldl_folds_of_one_file_across_two_processes_equal_one(tmp_path):
+    import scipy.io
+
+    path = tmp_path / "one.mat"
+    rng = np.random.default_rng(1)
+    scipy.io.savemat(path, {"features": rng.normal(size=(60, 4)),
+                            "labels": rng.dirichlet(np.ones(3), size=60)})
+    from softxent.bench import cross_validate
+    from softxent.ldl import load_mat
+
+    argv = [sys.executable, "-m", "softxent", "ldl", "--data", str(path), "--folds", "3",
+            "--max-iter", "40", "--l2", "auto", "--json"]
+    port = _free_port()
+    pair = [subprocess.Popen([*argv, "--coordinator", f"127.0.0.1:{port}", "--num-processes",
+                              "2", "--process-id", str(i)], env=_env(), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    single = cross_validate(load_mat(path), folds=3, max_iter=40, l2="auto")
+    outs = [p.communicate(timeout=300) for p in pair]
+    assert [p.returncode for p in pair] == [0, 0], [err for _, err in outs]
+    assert outs[1][0] == ""
+    joint = json.loads(outs[0][0])
+    assert joint["l2"] == single["l2"] and joint["folds_at_max_iter"] == single["folds_at_max_iter"]
+    worst = max(abs(single["metrics"][m][s] - joint["metrics"][m][s])
+                for m in single["metrics"] for s in ("mean", "std"))
+    assert worst <= 1e-6, worst

@@ -9,8 +9,11 @@ speed bench needs the ``bench`` extra and the LDL benchmark the ``ldl`` extra.
 """
 
 from ._environment import environment as environment
+from ._ldl import combine_folds as combine_folds
+from ._ldl import combine_peer_folds as combine_peer_folds
 from ._ldl import cross_validate as cross_validate
 from ._ldl import cross_validate_peer as cross_validate_peer
+from ._ldl import fit_folds as fit_folds
 from ._ldl import fold_assignment as fold_assignment
 from ._ldl import softmax_loss as softmax_loss
 from ._published import PUBLISHED as PUBLISHED

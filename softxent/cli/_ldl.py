@@ -64,19 +64,32 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _evaluate(data, args: argparse.Namespace) -> dict:
-    from ..bench import PUBLISHED, cross_validate, cross_validate_peer
+def _fit(data, args: argparse.Namespace, fitted: list[int] | None = None) -> dict:
+    """The folds ``fitted`` (default all) of softxent's model and, with ``--peer``, the
+    peer's: a part for :func:`_result`, JSON-ready to pass between processes."""
+    from ..bench import cross_validate_peer, fit_folds
 
-    result = cross_validate(data, model=args.model, loss=args.loss, folds=args.folds,
-                            seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
-                            standardize=True if args.standardize else None, l2=args.l2,
-                            inverse_map=args.inverse_map)
+    part = {"ours": fit_folds(data, model=args.model, loss=args.loss, folds=args.folds,
+                              seed=args.seed, max_iter=args.max_iter, dtype=args.dtype,
+                              standardize=True if args.standardize else None, l2=args.l2,
+                              inverse_map=args.inverse_map, fitted=fitted)}
+    if args.peer:
+        part["peer"] = cross_validate_peer(data, folds=args.folds, seed=args.seed,
+                                           fitted=fitted)
+    return part
+
+
+def _result(data, args: argparse.Namespace, parts: list[dict]) -> dict:
+    """The dataset's result from parts that together fitted every fold once."""
+    from ..bench import PUBLISHED, combine_folds, combine_peer_folds
+
+    result = combine_folds([part["ours"] for part in parts])
     result["normalize"] = args.normalize
     result["renormalized_rows"] = data.renormalized_rows
     if data.name in PUBLISHED:
         result["published"] = PUBLISHED[data.name]._asdict()
     if args.peer:
-        peer = cross_validate_peer(data, folds=args.folds, seed=args.seed)
+        peer = combine_peer_folds([part["peer"] for part in parts])
         result["peer"] = {"model": peer["model"], "seconds": peer["seconds"],
                           "metrics": peer["metrics"]}
         result["speedup"] = peer["seconds"] / result["seconds"]
@@ -151,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))
     from .. import _distributed
-    from .._progress import bar, shown
     from ..bench._environment import environment
     from ..ldl import load_mat
     from ._paths import folder
@@ -177,29 +189,31 @@ def run(args: argparse.Namespace) -> int:
     _distributed.start(args, "ldl")  # before anything asks JAX for its devices
     # Taken before the fits start: the load average then says how busy the machine was.
     run_environment = environment(args.command_line)
-    # Several processes: each fits every count-th dataset; process 0 gathers the results.
     index, count = jax.process_index(), jax.process_count()
-    outcomes: dict[int, dict] = {}
-    mine = [i for i in range(len(datasets)) if i % count == index]
-    for i in bar(mine, "datasets", unit="dataset"):
-        data = datasets[i]
+    if args.data is not None:
+        # Several processes: each fits every count-th fold; process 0 combines them.
+        data = datasets[0]
+        mine = [f for f in range(args.folds) if f % count == index] or None
         try:
-            outcomes[i] = {"result": _evaluate(data, args)}
+            part = {"part": _fit(data, args, mine) if mine else None}
         except ValueError as err:
-            if args.data is not None:
-                return _fail(str(err))
-            outcomes[i] = {"skipped": f"{data.name}: {err}"}
-        if count > 1 and index != 0:
-            _distributed.share(f"ldl/{i}", json.dumps(outcomes[i]))
-        if args.data_dir is not None and not shown():  # a log line where no bar is drawn
-            print(f"done {data.name}", file=sys.stderr, flush=True)
-    if index != 0:
+            part = {"error": str(err)}
+        if index != 0:
+            _distributed.share(f"ldl/folds/{index}", json.dumps(part))
+            _distributed.finish()
+            return 2 if "error" in part else 0
+        parts = [part] + [json.loads(_distributed.receive(f"ldl/folds/{i}"))
+                          for i in range(1, count)]
         _distributed.finish()
-        return 0
-    for i in range(len(datasets)):
-        if i not in outcomes:
-            outcomes[i] = json.loads(_distributed.receive(f"ldl/{i}"))
-    _distributed.finish()
+        errors = [p["error"] for p in parts if "error" in p]
+        if errors:
+            return _fail(errors[0])
+        fitted = [p["part"] for p in parts if p["part"] is not None]
+        outcomes = {0: {"result": _result(data, args, fitted)}}
+    else:
+        outcomes = _deal_datasets(datasets, args, index, count)
+        if outcomes is None:  # another process's share went to process 0
+            return 0
     results = [outcomes[i]["result"] for i in range(len(datasets)) if "result" in outcomes[i]]
     skipped += [outcomes[i]["skipped"] for i in range(len(datasets)) if "skipped" in outcomes[i]]
     if args.data is not None:
@@ -213,3 +227,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_markdown(results, skipped))
     return 0
+
+
+def _deal_datasets(datasets: list, args: argparse.Namespace, index: int, count: int
+                   ) -> dict[int, dict] | None:
+    """Each process fits every count-th dataset; process 0 gathers them all (the
+    others return None once their results are shared)."""
+    from .. import _distributed
+    from .._progress import bar, shown
+
+    outcomes: dict[int, dict] = {}
+    mine = [i for i in range(len(datasets)) if i % count == index]
+    for i in bar(mine, "datasets", unit="dataset"):
+        data = datasets[i]
+        try:
+            outcomes[i] = {"result": _result(data, args, [_fit(data, args)])}
+        except ValueError as err:
+            outcomes[i] = {"skipped": f"{data.name}: {err}"}
+        if count > 1 and index != 0:
+            _distributed.share(f"ldl/{i}", json.dumps(outcomes[i]))
+        if not shown():  # a log line where no bar is drawn
+            print(f"done {data.name}", file=sys.stderr, flush=True)
+    if index != 0:
+        _distributed.finish()
+        return None
+    for i in range(len(datasets)):
+        if i not in outcomes:
+            outcomes[i] = json.loads(_distributed.receive(f"ldl/{i}"))
+    _distributed.finish()
+    return outcomes

@@ -155,7 +155,11 @@ def fit_mlp(spec: LossSpec, x: jax.Array, targets: jax.Array, train: jax.Array,
             mean: jax.Array, scale: jax.Array, *, key: jax.Array, hidden: int = 64,
             steps: int = 500, learning_rate: float = 1e-2, weight_decay: float = 1e-4
             ) -> dict[str, jax.Array]:
-    """A one-hidden-layer tanh network per fold, trained full-batch with AdamW."""
+    """A one-hidden-layer tanh network per fold, trained full-batch with AdamW.
+
+    ``key`` is split into one key per fold (a row of ``train``), or is already one
+    key per fold (shape ``[folds]``), as a part of the folds fitted apart needs.
+    """
     d, k = x.shape[1], targets.shape[1]
 
     def one_fold(weights, mean, scale, key):
@@ -184,7 +188,10 @@ def fit_mlp(spec: LossSpec, x: jax.Array, targets: jax.Array, train: jax.Array,
         (params, _), _ = lax.scan(step, (params, state), length=steps)
         return params
 
-    keys = jax.random.split(key, train.shape[0])
+    keys = key if key.ndim == 1 else jax.random.split(key, train.shape[0])
+    if keys.shape != (train.shape[0],):
+        raise ValueError(f"key: expected one key or {train.shape[0]} (one per fold), "
+                         f"got shape {keys.shape}")
     return jax.vmap(one_fold)(train, mean, scale, keys)
 
 
