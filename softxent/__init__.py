@@ -46,10 +46,16 @@ from .losses._chunked import chunked_softmax_cross_entropy as chunked_softmax_cr
 from .losses._chunked import (
     chunked_softmax_cross_entropy_with_integer_labels as chunked_softmax_cross_entropy_with_integer_labels,  # noqa: E501
 )
+from .losses._chunked import (
+    chunked_sparse_distillation_loss as chunked_sparse_distillation_loss,
+)
 from .losses._chunked import linear_distillation_loss as linear_distillation_loss
 from .losses._chunked import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 from .losses._chunked import (
     linear_softmax_cross_entropy_with_integer_labels as linear_softmax_cross_entropy_with_integer_labels,  # noqa: E501
+)
+from .losses._chunked import (
+    linear_sparse_distillation_loss as linear_sparse_distillation_loss,
 )
 from .losses._export import Param as Param
 from .losses._export import apply_reduction as apply_reduction
@@ -57,6 +63,7 @@ from .losses._export import export_loss as export_loss
 from .losses._integer import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
+from .losses._sparse import sparse_distillation_loss as sparse_distillation_loss
 
 try:
     __version__ = _version("softxent")

@@ -189,6 +189,9 @@ LARGE_VOCABULARY_FORMS = [
     softxent.linear_distillation_loss,
     softxent.linear_softmax_cross_entropy_with_integer_labels,
     softxent.softmax_cross_entropy_with_integer_labels,
+    softxent.sparse_distillation_loss,
+    softxent.chunked_sparse_distillation_loss,
+    softxent.linear_sparse_distillation_loss,
 ]
 
 

@@ -33,6 +33,13 @@ from .._validation import (
 )
 from ._integer import check_labels, cross_entropy_with_integer_labels
 from ._softmax import distillation_loss, softmax_cross_entropy
+from ._sparse import (
+    TEMPERATURE,
+    check_sparse_teacher,
+    check_tail,
+    sparse_distillation_dtype,
+    sparse_teacher_kl,
+)
 
 
 def _check_chunk(name: str, chunk_size: int) -> int:
@@ -604,4 +611,177 @@ def linear_softmax_cross_entropy_with_integer_labels(
     return _map_row_chunks(
         lambda h, y, r: row_loss(_linear_logits(h, weight, bias), (y, r), constants),
         chunk_size, hidden, labels, row_weight,
+    )
+
+
+def _sparse_teacher(fn: str, logits_shape: tuple[int, ...], indices: ArrayLike,
+                    log_probs: ArrayLike, temperature: ArrayLike, tail: str,
+                    logits_name: str) -> tuple:
+    tail_mode = check_tail(fn, tail)
+    TEMPERATURE.validate(fn, temperature)
+    if len(logits_shape) != 2:
+        raise ValueError(f"{fn}: {logits_name} must be [N, V], got shape {tuple(logits_shape)}")
+    indices, log_probs = check_sparse_teacher(fn, logits_shape, indices, log_probs,
+                                              logits_name=logits_name)
+    return indices, log_probs, tail_mode
+
+
+def _sparse_row_loss(tail, temperature):
+    def row_loss(logits: jax.Array, teacher: tuple, _: object) -> jax.Array:
+        indices, log_probs = teacher
+        dtype = sparse_distillation_dtype(logits, log_probs)
+        t = jnp.asarray(temperature).astype(dtype)
+        return t**2 * sparse_teacher_kl(logits.astype(dtype) / t, indices, log_probs, tail,
+                                        dtype)
+
+    return row_loss
+
+
+def chunked_sparse_distillation_loss(
+    student_logits: ArrayLike,
+    teacher_indices: ArrayLike,
+    teacher_log_probs: ArrayLike,
+    *,
+    temperature: ArrayLike = 2.0,
+    tail: str = "renormalize",
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""``sparse_distillation_loss`` on ``[N, V]`` logits, computed ``chunk_size`` rows at a time.
+
+    .. math::
+      \text{renormalize:}\quad \ell_n = T^2 \sum_{i \in I_n} \frac{a_{n,i}}{A_n}
+        \log \frac{a_{n,i} / A_n}{p_{n,i}}, \qquad
+      \text{bucket:}\quad \ell_n = T^2 \Big[\sum_{i \in I_n} a_{n,i}
+        \log \frac{a_{n,i}}{p_{n,i}} + (1 - A_n) \log \frac{1 - A_n}{1 - P_n}\Big]
+
+    with the teacher's top-k classes :math:`I_n`, their probabilities
+    :math:`a_{n,i}`, their mass :math:`A_n`, the student's
+    :math:`p_n = \operatorname{softmax}(s_n / T)` and :math:`P_n = \sum_{i \in I_n}
+    p_{n,i}` (see ``sparse_distillation_loss``). The teacher is read as its
+    ``[N, k]`` arrays; the temporaries are ``chunk_size x V``.
+
+    Args:
+      student_logits: the student's unnormalised scores ``[N, V]``.
+      teacher_indices: the teacher's top-k classes ``[N, k]``, distinct per row.
+      teacher_log_probs: their log-probabilities ``[N, k]`` (not differentiated).
+      temperature: :math:`T > 0`.
+      tail: ``"renormalize"`` or ``"bucket"``.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> s = jnp.array([[1.0, 0.0, 0.0, -1.0]] * 3)
+      >>> top, log_q = jnp.array([[0, 1]] * 3), jnp.log(jnp.array([[0.6, 0.3]] * 3))
+      >>> loss = softxent.chunked_sparse_distillation_loss(
+      ...     s, top, log_q, temperature=1.0, tail="bucket", chunk_size=2)
+      >>> [round(float(x), 4) for x in loss]
+      [0.0973, 0.0973, 0.0973]
+
+    References:
+      Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network,
+      arXiv:1503.02531, 2015.
+
+      Anshumann et al., Sparse Logit Sampling: Accelerating Knowledge
+      Distillation in LLMs, ACL 2025 (top-k teachers stored offline).
+    """
+    name = "chunked_sparse_distillation_loss"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    student = jnp.asarray(student_logits)
+    check_floating(name, "student_logits", student)
+    indices, log_probs, tail_mode = _sparse_teacher(
+        name, student.shape, teacher_indices, teacher_log_probs, temperature, tail,
+        "student_logits")
+    row_loss = _sparse_row_loss(tail_mode, temperature)
+
+    def per_chunk(s: jax.Array, i: jax.Array, lq: jax.Array) -> jax.Array:
+        return row_loss(s, (i, lq), None)
+
+    return _reduce(_map_row_chunks(per_chunk, chunk_size, student, indices, log_probs),
+                   reduction)
+
+
+def linear_sparse_distillation_loss(
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    teacher_indices: ArrayLike,
+    teacher_log_probs: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    temperature: ArrayLike = 2.0,
+    tail: str = "renormalize",
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Sparse-teacher distillation into ``hidden @ weight + bias``, never forming N x V.
+
+    .. math::
+      \text{renormalize:}\quad \ell_n = T^2 \sum_{i \in I_n} \frac{a_{n,i}}{A_n}
+        \log \frac{a_{n,i} / A_n}{p_{n,i}}, \qquad
+      \text{bucket:}\quad \ell_n = T^2 \Big[\sum_{i \in I_n} a_{n,i}
+        \log \frac{a_{n,i}}{p_{n,i}} + (1 - A_n) \log \frac{1 - A_n}{1 - P_n}\Big],
+      \qquad p_n = \operatorname{softmax}\big((h_n W + b) / T\big)
+
+    (see ``sparse_distillation_loss`` for the two tails). The student's logits
+    are formed ``chunk_size`` rows at a time and the teacher is its ``[N, k]``
+    arrays, so memory is set by the chunk and :math:`O(N k)`, not by N x V.
+
+    Args:
+      hidden: the student's hidden states ``[N, D]``.
+      weight: the student's output matrix ``[D, V]``.
+      teacher_indices: the teacher's top-k classes ``[N, k]``, distinct per row.
+      teacher_log_probs: their log-probabilities ``[N, k]`` (not differentiated).
+      bias: the student's optional bias ``[V]``.
+      temperature: :math:`T > 0`.
+      tail: ``"renormalize"`` or ``"bucket"``.
+      chunk_size: rows per chunk (a positive int).
+      reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``
+        form each chunk's logits once instead of twice).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h, w = jnp.ones((1, 1)), jnp.array([[1.0, 0.0, 0.0, -1.0]])
+      >>> top, log_q = jnp.array([[0, 1]]), jnp.log(jnp.array([[0.6, 0.3]]))
+      >>> loss = softxent.linear_sparse_distillation_loss(
+      ...     h, w, top, log_q, temperature=1.0, reduction="sum")
+      >>> round(float(loss), 4)
+      0.3233
+
+    References:
+      Hinton, Vinyals and Dean, Distilling the Knowledge in a Neural Network,
+      arXiv:1503.02531, 2015; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
+
+      Anshumann et al., Sparse Logit Sampling: Accelerating Knowledge
+      Distillation in LLMs, ACL 2025 (top-k teachers stored offline).
+    """
+    name = "linear_sparse_distillation_loss"
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    weight, hidden = jnp.asarray(weight), jnp.asarray(hidden)
+    check_floating(name, "hidden", hidden)
+    check_floating(name, "weight", weight)
+    if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[0]:
+        raise ValueError(
+            f"{name}: hidden [N, D] and weight [D, V] must agree on D, got shapes "
+            f"{tuple(hidden.shape)} and {tuple(weight.shape)}"
+        )
+    bias = _check_bias(name, bias, weight)
+    indices, log_probs, tail_mode = _sparse_teacher(
+        name, (hidden.shape[0], weight.shape[1]), teacher_indices, teacher_log_probs,
+        temperature, tail, "hidden @ weight")
+    row_loss = _sparse_row_loss(tail_mode, temperature)
+    if reduction != "none":
+        return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
+                                    (indices, log_probs), None)
+    return _map_row_chunks(
+        lambda h, i, lq: row_loss(_linear_logits(h, weight, bias), (i, lq), None),
+        chunk_size, hidden, indices, log_probs,
     )
