@@ -42,6 +42,12 @@ from .losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from .losses import sigmoid_focal_loss as sigmoid_focal_loss
 from .losses import softmax_cross_entropy as softmax_cross_entropy
 from .losses._chunked import chunked_distillation_loss as chunked_distillation_loss
+from .losses._chunked import (
+    chunked_generalized_js_divergence as chunked_generalized_js_divergence,
+)
+from .losses._chunked import (
+    chunked_reverse_kl_distillation_loss as chunked_reverse_kl_distillation_loss,
+)
 from .losses._chunked import chunked_softmax_cross_entropy as chunked_softmax_cross_entropy
 from .losses._chunked import (
     chunked_softmax_cross_entropy_with_integer_labels as chunked_softmax_cross_entropy_with_integer_labels,  # noqa: E501
@@ -50,6 +56,12 @@ from .losses._chunked import (
     chunked_sparse_distillation_loss as chunked_sparse_distillation_loss,
 )
 from .losses._chunked import linear_distillation_loss as linear_distillation_loss
+from .losses._chunked import (
+    linear_generalized_js_divergence as linear_generalized_js_divergence,
+)
+from .losses._chunked import (
+    linear_reverse_kl_distillation_loss as linear_reverse_kl_distillation_loss,
+)
 from .losses._chunked import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 from .losses._chunked import (
     linear_softmax_cross_entropy_with_integer_labels as linear_softmax_cross_entropy_with_integer_labels,  # noqa: E501

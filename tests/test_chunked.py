@@ -181,6 +181,71 @@ def test_masks_biases_and_reductions_follow_the_dense_losses(reduction):
     np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-12)
 
 
+def _generalized_js_written_out(s, t, beta):
+    """beta KL(P || M) + (1 - beta) KL(Q || M), M = beta P + (1 - beta) Q, as written."""
+    p, q = jax.nn.softmax(t), jax.nn.softmax(s)
+    m = beta * p + (1 - beta) * q
+    return beta * jnp.sum(p * jnp.log(p / m), -1) + (1 - beta) * jnp.sum(q * jnp.log(q / m), -1)
+
+
+def test_generalized_js_and_reverse_kl_forms_equal_the_dense_divergences():
+    """float64, within 1e-12: the generalized JSD is ``kl_divergence`` at beta = 0,
+    ``js_divergence`` at 1/2, ``reverse_kl_divergence`` at 1 and the written-out formula at
+    0.3; reverse-KL distillation is T^2 reverse_kl_divergence at temperature T. Values of
+    the chunked forms at each; values and gradients in h, W and b of the linear forms (with
+    biases) per row at beta = 0.3 and for reverse KL, and reduced to a mean at 1/2."""
+    rng = np.random.default_rng(5)
+    h, w, b, th, tw = (jnp.asarray(rng.normal(size=s))
+                       for s in ((N, D), (D, V), (V,), (N, D), (D, V)))
+    tb, temperature = jnp.asarray(rng.normal(size=V)), 1.5
+    weights = jnp.linspace(0.5, 2.0, N)
+
+    def dense(beta, h, w, b):
+        s, t = (h @ w + b) / temperature, (th @ tw + tb) / temperature
+        q = jax.nn.softmax(t)
+        if beta is None:  # reverse-KL distillation
+            return temperature**2 * softxent.reverse_kl_divergence(s, q)
+        if beta == 0.3:
+            return _generalized_js_written_out(s, t, beta)
+        return {0.0: softxent.kl_divergence, 0.5: softxent.js_divergence,
+                1.0: softxent.reverse_kl_divergence}[beta](s, q)
+
+    def chunked(beta, h, w, b, **options):
+        if beta is None:
+            return softxent.chunked_reverse_kl_distillation_loss(
+                h @ w + b, th @ tw + tb, temperature=temperature, chunk_size=5, **options)
+        return softxent.chunked_generalized_js_divergence(
+            h @ w + b, th @ tw + tb, beta=beta, temperature=temperature, chunk_size=5,
+            **options)
+
+    def linear(beta, h, w, b, **options):
+        options |= dict(bias=b, teacher_bias=tb, temperature=temperature, chunk_size=8)
+        if beta is None:
+            return softxent.linear_reverse_kl_distillation_loss(h, w, th, tw, **options)
+        return softxent.linear_generalized_js_divergence(h, w, th, tw, beta=beta, **options)
+
+    def grads(f):
+        return jax.value_and_grad(f, argnums=(0, 1, 2))(h, w, b)
+
+    @jax.jit  # one compiled program for every comparison
+    def everything(h, w, b):
+        pairs = {}
+        for beta in (0.0, 0.3, 0.5, 1.0, None):
+            pairs[f"chunked, beta {beta}"] = (chunked(beta, h, w, b), dense(beta, h, w, b))
+        for beta in (0.3, None):
+            pairs[f"linear, beta {beta}"] = tuple(
+                grads(lambda *a, f=f, beta=beta: jnp.sum(weights * f(beta, *a)))
+                for f in (linear, dense))
+        pairs["linear mean, beta 0.5"] = (grads(lambda *a: linear(0.5, *a, reduction="mean")),
+                                          grads(lambda *a: jnp.mean(dense(0.5, *a))))
+        return pairs
+
+    for key, (got, want) in everything(h, w, b).items():
+        assert float(jnp.min(jax.tree.leaves(want)[0])) > 1e-3  # nonzero divergences
+        for a, b_ in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12, err_msg=str(key))
+
+
 LARGE_VOCABULARY_FORMS = [
     softxent.chunked_softmax_cross_entropy,
     softxent.chunked_distillation_loss,
@@ -192,6 +257,10 @@ LARGE_VOCABULARY_FORMS = [
     softxent.sparse_distillation_loss,
     softxent.chunked_sparse_distillation_loss,
     softxent.linear_sparse_distillation_loss,
+    softxent.chunked_generalized_js_divergence,
+    softxent.linear_generalized_js_divergence,
+    softxent.chunked_reverse_kl_distillation_loss,
+    softxent.linear_reverse_kl_distillation_loss,
 ]
 
 

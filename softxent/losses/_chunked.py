@@ -40,6 +40,7 @@ from ._sparse import (
     sparse_distillation_dtype,
     sparse_teacher_kl,
 )
+from ._teacher_divergences import BETA, generalized_js_rows, reverse_kl_rows
 
 
 def _check_chunk(name: str, chunk_size: int) -> int:
@@ -785,3 +786,299 @@ def linear_sparse_distillation_loss(
         lambda h, i, lq: row_loss(_linear_logits(h, weight, bias), (i, lq), None),
         chunk_size, hidden, indices, log_probs,
     )
+
+
+def _teacher_row_loss(row: Callable[[jax.Array, jax.Array], jax.Array], temperature: ArrayLike,
+                      squared: bool) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``row(s / T, t / T)`` in the compute dtype, times ``T**2`` if ``squared``."""
+
+    def loss(s: jax.Array, t: jax.Array) -> jax.Array:
+        dtype = compute_dtype(s.dtype, t.dtype)
+        temp = jnp.asarray(temperature).astype(dtype)
+        value = row(s.astype(dtype) / temp, t.astype(dtype) / temp)
+        return temp**2 * value if squared else value
+
+    return loss
+
+
+def _chunked_teacher_loss(name: str, row_loss, student_logits: ArrayLike,
+                          teacher_logits: ArrayLike, chunk_size: int, reduction: str):
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    student, teacher = jnp.asarray(student_logits), jnp.asarray(teacher_logits)
+    check_floating(name, "student_logits", student)
+    check_floating(name, "teacher_logits", teacher)
+    if student.ndim != 2 or teacher.shape != student.shape:
+        raise ValueError(
+            f"{name}: student_logits and teacher_logits must both be [N, V], got shapes "
+            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+    return _reduce(_map_row_chunks(row_loss, chunk_size, student, teacher), reduction)
+
+
+def _linear_teacher_loss(name: str, row_loss, hidden: ArrayLike, weight: ArrayLike,
+                         teacher_hidden: ArrayLike, teacher_weight: ArrayLike,
+                         bias: ArrayLike | None, teacher_bias: ArrayLike | None,
+                         chunk_size: int, reduction: str):
+    chunk_size = _check_chunk(name, chunk_size)
+    reduction = check_reduction(name, reduction)
+    weight, teacher_weight = jnp.asarray(weight), jnp.asarray(teacher_weight)
+    hidden, teacher_hidden = jnp.asarray(hidden), jnp.asarray(teacher_hidden)
+    for arg, x in (("hidden", hidden), ("weight", weight), ("teacher_hidden", teacher_hidden),
+                   ("teacher_weight", teacher_weight)):
+        check_floating(name, arg, x)
+        if x.ndim != 2:
+            raise ValueError(f"{name}: {arg} must be 2-D, got shape {tuple(x.shape)}")
+    shapes = (hidden.shape, weight.shape, teacher_hidden.shape, teacher_weight.shape)
+    if (hidden.shape[1] != weight.shape[0] or teacher_hidden.shape[1] != teacher_weight.shape[0]
+            or teacher_hidden.shape[0] != hidden.shape[0]
+            or teacher_weight.shape[1] != weight.shape[1]):
+        raise ValueError(
+            f"{name}: hidden [N, D], weight [D, V], teacher_hidden [N, D_t] and teacher_weight "
+            f"[D_t, V] must agree, got shapes {', '.join(str(tuple(x)) for x in shapes)}"
+        )
+    bias = _check_bias(name, bias, weight)
+    teacher_bias = _check_bias(name, teacher_bias, teacher_weight)
+
+    def row(logits: jax.Array, th: jax.Array, teacher: tuple) -> jax.Array:
+        tw, tb = teacher
+        return row_loss(logits, _linear_logits(th, tw, tb))
+
+    teacher = (teacher_weight, teacher_bias)
+    if reduction != "none":
+        return _reduced_linear_loss(row, reduction, chunk_size, hidden, weight, bias,
+                                    teacher_hidden, teacher)
+    return _map_row_chunks(
+        lambda h, th: row(_linear_logits(h, weight, bias), th, teacher),
+        chunk_size, hidden, teacher_hidden,
+    )
+
+
+def _generalized_js(name: str, beta: ArrayLike, temperature: ArrayLike):
+    BETA.validate(name, beta)
+    TEMPERATURE.validate(name, temperature)
+
+    def row(s: jax.Array, t: jax.Array) -> jax.Array:
+        return generalized_js_rows(s, t, jnp.asarray(beta).astype(s.dtype))
+
+    return _teacher_row_loss(row, temperature, squared=False)
+
+
+def chunked_generalized_js_divergence(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    beta: ArrayLike = 0.5,
+    temperature: ArrayLike = 1.0,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Generalized Jensen-Shannon divergence of student from teacher, by row chunks.
+
+    .. math::
+      \mathrm{JSD}_\beta(P \,\|\, Q) = \beta\, \mathrm{KL}(P \,\|\, M)
+        + (1 - \beta)\, \mathrm{KL}(Q \,\|\, M), \qquad M = \beta P + (1 - \beta) Q,
+
+    with the teacher's :math:`P = \operatorname{softmax}(t / T)` and the
+    student's :math:`Q = \operatorname{softmax}(s / T)`. At :math:`\beta = 1/2`
+    it is ``js_divergence``. The formula is 0 at both ends; there, as in Liger
+    Kernel's ``LigerFusedLinearJSD``, :math:`\beta = 0` gives the forward
+    :math:`\mathrm{KL}(P \,\|\, Q)` (``kl_divergence``, mass-covering) and
+    :math:`\beta = 1` the reverse :math:`\mathrm{KL}(Q \,\|\, P)`
+    (``reverse_kl_divergence``, mode-seeking): the limits of
+    :math:`\mathrm{JSD}_\beta / \beta` and :math:`\mathrm{JSD}_\beta / (1 - \beta)`.
+    No :math:`T^2` factor is applied. The teacher is not differentiated.
+
+    Args:
+      student_logits: the student's unnormalised scores ``[N, V]``.
+      teacher_logits: the teacher's, same shape (not differentiated).
+      beta: :math:`\beta \in [0, 1]`, the teacher's weight in :math:`M`.
+      temperature: :math:`T > 0`, dividing both logits.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
+
+    Returns:
+      The divergence per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 0.0, 0.0]])
+      >>> [round(float(softxent.chunked_generalized_js_divergence(s, t, beta=b)[0]), 4)
+      ...  for b in (0.0, 0.5, 1.0)]  # KL(P || Q), JS, KL(Q || P)
+      [1.4225, 0.2854, 1.2271]
+
+    References:
+      Agarwal et al., On-Policy Distillation of Language Models: Learning from
+      Self-Generated Mistakes (GKD), ICLR 2024.
+
+      Hsu et al., Liger Kernel, arXiv:2410.10989, 2024 (``LigerFusedLinearJSD``).
+    """
+    name = "chunked_generalized_js_divergence"
+    return _chunked_teacher_loss(name, _generalized_js(name, beta, temperature),
+                                 student_logits, teacher_logits, chunk_size, reduction)
+
+
+def linear_generalized_js_divergence(
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    teacher_hidden: ArrayLike,
+    teacher_weight: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    teacher_bias: ArrayLike | None = None,
+    beta: ArrayLike = 0.5,
+    temperature: ArrayLike = 1.0,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Generalized JSD from ``teacher_hidden @ teacher_weight`` to ``hidden @ weight``, chunked.
+
+    .. math::
+      \mathrm{JSD}_\beta(P \,\|\, Q) = \beta\, \mathrm{KL}(P \,\|\, M)
+        + (1 - \beta)\, \mathrm{KL}(Q \,\|\, M), \quad M = \beta P + (1 - \beta) Q,
+      \quad P = \operatorname{softmax}\big((h^t W^t + b^t) / T\big), \quad
+      Q = \operatorname{softmax}\big((h W + b) / T\big)
+
+    As ``chunked_generalized_js_divergence`` (and Liger Kernel's
+    ``LigerFusedLinearJSD``): :math:`\beta = 0` is the forward
+    :math:`\mathrm{KL}(P \,\|\, Q)`, :math:`\beta = 1` the reverse
+    :math:`\mathrm{KL}(Q \,\|\, P)`, :math:`\beta = 1/2` the symmetric JS
+    divergence. Neither model's N x V logits are formed; the teacher is not
+    differentiated.
+
+    Args:
+      hidden: the student's hidden states ``[N, D]``.
+      weight: the student's output matrix ``[D, V]``.
+      teacher_hidden: the teacher's hidden states ``[N, D_t]``.
+      teacher_weight: the teacher's output matrix ``[D_t, V]``.
+      bias: the student's optional bias ``[V]``.
+      teacher_bias: the teacher's optional bias ``[V]``.
+      beta: :math:`\beta \in [0, 1]`.
+      temperature: :math:`T > 0`, dividing both logits.
+      chunk_size: rows per chunk (a positive int).
+      reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``
+        form each chunk's logits once instead of twice).
+
+    Returns:
+      The divergence per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h = jnp.ones((1, 1))
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 0.0, 0.0]])
+      >>> round(float(softxent.linear_generalized_js_divergence(h, s, h, t, reduction="sum")), 4)
+      0.2854
+
+    References:
+      Agarwal et al., On-Policy Distillation of Language Models: Learning from
+      Self-Generated Mistakes (GKD), ICLR 2024.
+
+      Hsu et al., Liger Kernel, arXiv:2410.10989, 2024 (``LigerFusedLinearJSD``).
+    """
+    name = "linear_generalized_js_divergence"
+    return _linear_teacher_loss(name, _generalized_js(name, beta, temperature), hidden, weight,
+                                teacher_hidden, teacher_weight, bias, teacher_bias, chunk_size,
+                                reduction)
+
+
+def _reverse_kl(name: str, temperature: ArrayLike):
+    TEMPERATURE.validate(name, temperature)
+    return _teacher_row_loss(reverse_kl_rows, temperature, squared=True)
+
+
+def chunked_reverse_kl_distillation_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: ArrayLike = 2.0,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Reverse-KL distillation on ``[N, V]`` logits, computed ``chunk_size`` rows at a time.
+
+    .. math::
+      \ell_n = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(s_n/T) \,\big\|\,
+      \operatorname{softmax}(t_n/T)\big)
+
+    The student's distribution first: mode-seeking, it is infinite where the
+    student puts mass on a class the teacher gives probability 0. With
+    :math:`T^2` as in ``distillation_loss``; the teacher is not differentiated.
+
+    Args:
+      student_logits: the student's unnormalised scores ``[N, V]``.
+      teacher_logits: the teacher's, same shape (not differentiated).
+      temperature: :math:`T > 0`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 0.0, 0.0]])
+      >>> round(float(softxent.chunked_reverse_kl_distillation_loss(s, t, reduction="sum")), 4)
+      1.3797
+
+    References:
+      Gu et al., MiniLLM: Knowledge Distillation of Large Language Models,
+      ICLR 2024 (reverse KL for distillation).
+    """
+    name = "chunked_reverse_kl_distillation_loss"
+    return _chunked_teacher_loss(name, _reverse_kl(name, temperature), student_logits,
+                                 teacher_logits, chunk_size, reduction)
+
+
+def linear_reverse_kl_distillation_loss(
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    teacher_hidden: ArrayLike,
+    teacher_weight: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    teacher_bias: ArrayLike | None = None,
+    temperature: ArrayLike = 2.0,
+    chunk_size: int = 1024,
+    reduction: str = "none",
+) -> jax.Array:
+    r"""Reverse-KL distillation from ``teacher_hidden @ teacher_weight`` to ``hidden @ weight``.
+
+    .. math::
+      \ell_n = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(s_n/T) \,\big\|\,
+      \operatorname{softmax}(t_n/T)\big), \quad s_n = h_n W + b, \quad
+      t_n = h^t_n W^t + b^t
+
+    Mode-seeking (see ``chunked_reverse_kl_distillation_loss``). Neither
+    model's N x V logits are formed; the teacher is not differentiated.
+
+    Args:
+      hidden: the student's hidden states ``[N, D]``.
+      weight: the student's output matrix ``[D, V]``.
+      teacher_hidden: the teacher's hidden states ``[N, D_t]``.
+      teacher_weight: the teacher's output matrix ``[D_t, V]``.
+      bias: the student's optional bias ``[V]``.
+      teacher_bias: the teacher's optional bias ``[V]``.
+      temperature: :math:`T > 0`.
+      chunk_size: rows per chunk (a positive int).
+      reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``
+        form each chunk's logits once instead of twice).
+
+    Returns:
+      The loss per row ``[N]``, or its reduction, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, softxent
+      >>> h = jnp.ones((1, 1))
+      >>> s, t = jnp.array([[0.0, 1.0, 2.0]]), jnp.array([[2.0, 0.0, 0.0]])
+      >>> round(float(softxent.linear_reverse_kl_distillation_loss(
+      ...     h, s, h, t, temperature=1.0, reduction="sum")), 4)
+      1.2271
+
+    References:
+      Gu et al., MiniLLM: Knowledge Distillation of Large Language Models,
+      ICLR 2024; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
+    """
+    name = "linear_reverse_kl_distillation_loss"
+    return _linear_teacher_loss(name, _reverse_kl(name, temperature), hidden, weight,
+                                teacher_hidden, teacher_weight, bias, teacher_bias, chunk_size,
+                                reduction)
