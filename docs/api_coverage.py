@@ -16,7 +16,7 @@ import re
 import types
 from pathlib import Path
 
-DOCUMENTED = ("softxent", "softxent.symbolic")
+DOCUMENTED = ("softxent", "softxent.symbolic", "softxent.ldl", "softxent.bench")
 API_DIR = Path(__file__).parent / "api"
 _DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.M)
 

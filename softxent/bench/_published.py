@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 
 class Published(NamedTuple):
+    """One published result: the method, where it is printed, and its six measures."""
+
     method: str
     source: str
     metrics: dict[str, dict[str, float]]
@@ -37,3 +39,4 @@ PUBLISHED: dict[str, Published] = {
         ),
     ),
 }
+"""Published figures by dataset name, with each one's method and source."""

@@ -21,6 +21,15 @@ class LDLDataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LDLData:
+    """One label-distribution dataset, as :func:`load_mat` reads it.
+
+    Attributes:
+      name: the file's stem, e.g. ``"SJAFFE"``.
+      features: n x d, float64.
+      labels: n x K, float64, every row on the simplex.
+      renormalized_rows: how many label rows ``normalize=True`` rescaled.
+    """
+
     name: str
     features: np.ndarray  # n × d, float64
     labels: np.ndarray  # n × K, float64, rows on the simplex

@@ -22,6 +22,7 @@ MEASURES: dict[str, bool] = {
     "cosine": True,
     "intersection": True,
 }
+"""The six LDL measures (Geng 2016), each mapped to whether higher is better."""
 
 
 def _clipped(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
