@@ -16,7 +16,8 @@ import re
 import types
 from pathlib import Path
 
-DOCUMENTED = ("softxent", "softxent.symbolic", "softxent.ldl", "softxent.bench")
+DOCUMENTED = ("softxent", "softxent.symbolic", "softxent.ldl", "softxent.bench",
+              "softxent.experiments")
 API_DIR = Path(__file__).parent / "api"
 _DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.M)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from softxent.cli import main
-from softxent.experiments import ConfigError, load
+from softxent.experiments import ConfigError, ExperimentConfig, as_dict, load
+from softxent.experiments._config import dumps
 
 CONFIGS = sorted((Path(__file__).parents[1] / "experiments" / "configs").glob("*.toml"))
 
@@ -36,13 +38,25 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_validate(path):
     config = load(path)
-    assert config["losses"]
+    assert config.losses
 
 
 def test_good_config_fills_defaults(tmp_path):
     config = load(_write(tmp_path, GOOD))
-    assert config["device"] == "auto" and config["seed"] == 0
-    assert config["fixed_point"]["inits_per_target"] == 1
+    assert config.device == "auto" and config.seed == 0
+    assert config.fixed_point.inits_per_target == 1
+
+
+def test_a_config_is_a_frozen_typed_object_that_writes_back_as_toml(tmp_path):
+    config = load(_write(tmp_path, GOOD))
+    assert isinstance(config, ExperimentConfig)
+    assert config.fixed_point.targets == ((0.2, 0.3, 0.5),)  # arrays become tuples
+    assert config.optimizer.learning_rate == 0.1 and config.losses[0].label == config.losses[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1
+    written = tmp_path / "written.toml"
+    written.write_text(dumps(as_dict(config)))
+    assert load(written) == config
 
 
 @pytest.mark.parametrize(
@@ -69,6 +83,10 @@ def test_good_config_fills_defaults(tmp_path):
          'name = "focal_cross_entropy"\nparams = { gamma = -1.0 }',
          ["losses[0].params.gamma", "expected a number in [0, inf)", "-1.0"]),
         ("log_every = 10", "log_every = 7", ["optimizer.log_every", "divisor", "7"]),
+        ("targets = [[0.2, 0.3, 0.5]]", 'targets = [[0.2, "a", 0.5]]',
+         ["fixed_point.targets[0][1]", "expected a number", "'a' (string)"]),
+        ("classes = 3", 'classes = 3\nparametrization = "probability"',
+         ["fixed_point.parametrization", "did you mean 'probabilities'"]),
     ],
 )
 def test_bad_config_exits_2_with_a_clear_message(tmp_path, capsys, old, new, fragments):
@@ -86,7 +104,7 @@ def test_bad_config_exits_2_with_a_clear_message(tmp_path, capsys, old, new, fra
 
 def test_set_override_is_validated(tmp_path):
     path = _write(tmp_path, GOOD)
-    assert load(path, ["optimizer.steps=40"])["optimizer"]["steps"] == 40
+    assert load(path, ["optimizer.steps=40"]).optimizer.steps == 40
     with pytest.raises(ConfigError, match=r"optimizer\.learning_rate: expected a finite number"):
         load(path, ["optimizer.learning_rate=0"])
 

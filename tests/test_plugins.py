@@ -43,8 +43,7 @@ def test_config_names_its_plugin():
     from softxent.experiments import load as load_config
 
     config = load_config(ROOT / "experiments" / "configs" / "k3_my_loss.toml")
-    assert [entry["name"] for entry in config["losses"]] == ["squared_miss",
-                                                               "softmax_cross_entropy"]
+    assert [entry.name for entry in config.losses] == ["squared_miss", "softmax_cross_entropy"]
     assert "squared_miss" in softxent.loss_names()
 
 

@@ -77,12 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     for config in configs:
         if writer:
-            print(f"{config['name']} ({config['kind']}): {config.get('description', '')}",
-                  flush=True)
+            print(f"{config.name} ({config.kind}): {config.description}", flush=True)
         try:
             path, result = run_config(config, args.out, progress=writer)
         except Exception as error:
-            error.add_note(f"no results folder was written for {config['name']}")
+            error.add_note(f"no results folder was written for {config.name}")
             raise
         if writer:
             print(summary_table(result.summary))

@@ -1,12 +1,19 @@
-"""Reading and validating experiment configs (TOML, stdlib ``tomllib``).
+"""Reading and validating experiment configs (TOML, stdlib ``tomllib``) into typed objects.
+
+A config table is a frozen dataclass (:func:`table`) whose fields are its keys: a field's
+annotation is the key's type, :func:`setting` gives its default and an extra check, and the
+string under the field documents it. :func:`validate` turns a parsed TOML table into such
+an object, so the class is the schema and the object the validated config.
 
 A config is checked completely before any work starts. Every problem raises
 :class:`ConfigError`, whose message names the file, the key path (for example
-``optimizer.learning_rate``), what was expected and what was given; the CLI turns
-it into exit code 2.
+``optimizer.learning_rate``), what was expected and what was given; the CLI turns it into
+exit code 2.
 
-A schema is a dict from key to :class:`Field` (a leaf) or to a nested schema (a
-table). ``Field.check`` receives the value and returns an error text or None.
+The annotations a field may have: ``str``, ``int``, ``float`` (an integer is accepted and
+converted), ``bool``, ``tuple[X, ...]`` (a TOML array), ``dict[str, X]`` (a table of any
+keys) and another :func:`table` class (a nested table, or with ``tuple[...]`` an array of
+tables such as ``[[losses]]``).
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Check = Callable[[Any], "str | None"]
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -32,95 +42,139 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
 
 
-REQUIRED: Any = object()  # the default of a key that must be given
+# --- declaring a table -----------------------------------------------------------------------
+
+REQUIRED: Any = dataclasses.MISSING  # the default of a key that must be given
 
 
-@dataclasses.dataclass(frozen=True)
-class Field:
-    """One leaf of a schema: its type(s), default and an extra check."""
-
-    types: tuple[type, ...]
-    default: Any = REQUIRED
-    check: Check | None = None
-    doc: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
+def setting(default: Any = REQUIRED, check: Check | None = None) -> Any:
+    """A key of a :func:`table`: its ``default`` (none: the key is required) and a ``check``
+    that returns an error text for a bad value, or None."""
+    metadata = {"check": check} if check is not None else {}
+    if isinstance(default, dict | list):
+        return dataclasses.field(default_factory=functools.partial(copy.deepcopy, default),
+                                 metadata=metadata)
+    if isinstance(default, type) and dataclasses.is_dataclass(default):
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
-def _type_name(types: tuple[type, ...]) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "an array", dict: "a table"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
+@typing.dataclass_transform(kw_only_default=True, field_specifiers=(dataclasses.field, setting))
+def table(cls: type[T]) -> type[T]:
+    """A config table: a frozen, keyword-only dataclass whose fields are its keys."""
+    return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """A validated config as plain TOML data (tables as dicts, arrays as lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+# --- validating ------------------------------------------------------------------------------
+
+_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+          tuple: "array", dict: "table"}
 
 
 def _describe(value: Any) -> str:
-    kinds = {bool: "boolean", int: "integer", float: "number", str: "string",
-             list: "array", dict: "table"}
-    return f"{value!r} ({kinds.get(type(value), type(value).__name__)})"
+    return f"{value!r} ({_KINDS.get(type(value), type(value).__name__)})"
 
 
-def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+def _scalar_ok(value: Any, kind: type) -> bool:
     if isinstance(value, bool):
-        return bool in types
-    if isinstance(value, int) and float in types:
+        return kind is bool
+    if isinstance(value, int) and kind is float:
         return True  # TOML writes 1 for 1.0; accept an integer where a number is wanted
-    return isinstance(value, types)
+    return isinstance(value, kind)
 
 
-def validate(data: Mapping[str, Any], schema: Mapping[str, Any], source: str,
-             prefix: str = "") -> dict[str, Any]:
-    """Return ``data`` with defaults filled in, or raise :class:`ConfigError`."""
-    out: dict[str, Any] = {}
+@functools.cache
+def _keys(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    """The message for a key that is not one of ``known``, with the closest as a hint."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{hint} (expected one of: {', '.join(sorted(known))})"
+
+
+def validate(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
+    """``data`` as a ``cls`` object with defaults filled in, or raise :class:`ConfigError`."""
+    keys = _keys(cls)
+    values: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if key not in schema:
-            close = difflib.get_close_matches(key, list(schema), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(schema))
-            raise ConfigError(source, path, f"unknown key{hint} (expected one of: {known})")
-        rule = schema[key]
-        if isinstance(rule, Mapping):
-            if not isinstance(value, dict):
-                raise ConfigError(source, path, f"expected a table, got {_describe(value)}")
-            out[key] = validate(value, rule, source, f"{path}.")
+        if key not in keys:
+            raise ConfigError(source, path, _unknown_key(key, list(keys)))
+        field, kind = keys[key]
+        values[key] = _convert(kind, value, source, path)
+        check = field.metadata.get("check")
+        problem = check(values[key]) if check is not None else None
+        if problem:
+            raise ConfigError(source, path, f"{problem}, got {_describe(value)}")
+    for key, (field, kind) in keys.items():
+        if key in values:
             continue
-        if not _type_ok(value, rule.types):
-            raise ConfigError(
-                source, path, f"expected {_type_name(rule.types)}, got {_describe(value)}"
-            )
-        if isinstance(value, int) and not isinstance(value, bool) and float in rule.types \
-                and int not in rule.types:
-            value = float(value)
-        if rule.check is not None:
-            problem = rule.check(value)
-            if problem:
-                raise ConfigError(source, path, f"{problem}, got {_describe(value)}")
-        out[key] = value
-    for key, rule in schema.items():
-        if key in out:
-            continue
-        if isinstance(rule, Mapping):
-            out[key] = validate({}, rule, source, f"{prefix}{key}.")
-        elif rule.required:
+        if dataclasses.is_dataclass(kind):  # an absent table: its own defaults, or errors
+            values[key] = validate(kind, {}, source, f"{prefix}{key}.")
+        elif field.default is REQUIRED and field.default_factory is dataclasses.MISSING:
             raise ConfigError(source, f"{prefix}{key}", "missing required key")
-        else:
-            out[key] = copy.deepcopy(rule.default)
-    return out
+    return cls(**values)
+
+
+def _convert(kind: Any, value: Any, source: str, path: str) -> Any:
+    """``value`` checked against the annotation ``kind`` (and its items, recursively)."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind) or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, path, f"expected a table, got {_describe(value)}")
+        if origin is None:
+            return validate(kind, value, source, f"{path}.")
+        item = typing.get_args(kind)[1]
+        return {k: _convert(item, v, source, f"{path}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(source, path, f"expected an array, got {_describe(value)}")
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(item, v, source, f"{path}[{i}]") for i, v in enumerate(value))
+    if not _scalar_ok(value, kind):
+        raise ConfigError(source, path, f"expected {_NAMES[kind]}, got {_describe(value)}")
+    return float(value) if kind is float else value
 
 
 # --- reusable checks -------------------------------------------------------------------------
 
-def positive(value: Any) -> str | None:
+def positive(value: float) -> str | None:
+    """A finite number > 0."""
     return None if math.isfinite(value) and value > 0 else "expected a finite number > 0"
 
 
 def at_least(low: int) -> Check:
+    """An integer >= ``low``."""
     return lambda value: None if value >= low else f"expected an integer >= {low}"
 
 
+def between(low: float, high: float, *, open_interval: bool = False) -> Check:
+    """A number in ``[low, high]``, or ``(low, high)`` with ``open_interval``."""
+    if open_interval:
+        return lambda v: None if low < v < high else f"expected a number in ({low:g}, {high:g})"
+    return lambda v: None if low <= v <= high else f"expected a number in [{low:g}, {high:g}]"
+
+
 def one_of(*choices: str) -> Check:
+    """One of ``choices``, with the closest as a hint."""
     def check(value: str) -> str | None:
         if value in choices:
             return None
@@ -129,10 +183,6 @@ def one_of(*choices: str) -> Check:
         return f"expected one of {', '.join(map(repr, choices))}{hint}"
 
     return check
-
-
-def list_of(types: tuple[type, ...], what: str) -> Check:
-    return lambda value: None if all(_type_ok(v, types) for v in value) else f"expected {what}"
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -154,6 +204,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``data`` with each ``KEY=VALUE`` of ``overrides`` set (a copy; tables made as needed)."""
     data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
@@ -189,8 +240,6 @@ def read(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", "not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), "", f"not valid TOML: {e}") from None
-
-
 def dumps(data: Mapping[str, Any]) -> str:
     """Write a validated config back as TOML (the subset our configs use)."""
     lines: list[str] = []

@@ -1,100 +1,45 @@
-"""Turn a TOML file (plus ``--set`` overrides) into a validated config dict."""
+"""Turn a TOML file (plus ``--set`` overrides) into a validated, typed config."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 from pathlib import Path
-from typing import Any
 
-from ._config import ConfigError, Field, apply_overrides, at_least, one_of, positive, read, validate
-
-OPTIMIZERS = ("sgd", "adam", "lbfgs")
-FIGURES = ("convergence", "simplex", "gradients", "surface")
+from ._config import ConfigError, apply_overrides, one_of, read, validate
+from ._experiment import ExperimentConfig, LossEntry
 
 
-def common_schema(kinds: tuple[str, ...]) -> dict[str, Any]:
-    """Keys every config has, whatever its kind."""
-    return {
-        "name": Field((str,), doc="results go to <out>/<name>-<timestamp>/"),
-        "kind": Field((str,), check=one_of(*kinds)),
-        "description": Field((str,), ""),
-        "seed": Field((int,), 0, at_least(0)),
-        "device": Field((str,), "auto", one_of("auto", "cpu", "gpu", "tpu")),
-        "dtype": Field((str,), "float64", one_of("float64", "float32")),
-        "tolerance": Field((float,), 1e-4, positive, "converged when the final error <= this"),
-        "figures": Field((list,), [], _figure_names),
-        "optimizer": {
-            "name": Field((str,), "adam", one_of(*OPTIMIZERS)),
-            "learning_rate": Field((float,), 0.05, positive,
-                                   "sgd/adam step size; lbfgs scales its line-search step"),
-            "schedule": Field((str,), "constant", one_of("constant", "cosine"),
-                              "cosine: decay the sgd/adam step size to 1e-3 of it"),
-            "steps": Field((int,), 1000, at_least(1)),
-            "log_every": Field((int,), 10, at_least(1)),
-        },
-        "plugins": Field((list,), [], _plugin_paths,
-                         "modules or .py files (relative to this config) to import first: "
-                         "the losses they register can be named in [[losses]]"),
-        "losses": Field((list,), check=_loss_entries),
-    }
-
-
-def _plugin_paths(value: list[Any]) -> str | None:
-    bad = [v for v in value if not isinstance(v, str) or not v]
-    return f"expected module names or .py paths (strings), got {bad[0]!r}" if bad else None
-
-
-def _figure_names(value: list[Any]) -> str | None:
-    for v in value:
-        if v not in FIGURES:
-            close = difflib.get_close_matches(str(v), FIGURES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"expected figure names from {', '.join(map(repr, FIGURES))}{hint}"
-    return None
-
-
-def _loss_entries(value: list[Any]) -> str | None:
-    if not value:
-        return "expected at least one [[losses]] entry"
-    if not all(isinstance(v, dict) for v in value):
-        return "expected an array of tables ([[losses]] with name = ...)"
-    return None
-
-
-def _check_losses(losses: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-    """Each entry: ``name`` from the registry, ``params`` within their domains."""
-    from .. import get_loss
-
-    checked = []
-    for i, entry in enumerate(losses):
-        where = f"losses[{i}]"
-        entry = validate(entry, {"name": Field((str,)), "params": Field((dict,), {}),
-                                 "label": Field((str,), "")}, source, f"{where}.")
+def _check_loss(entry: LossEntry, where: str, source: str) -> LossEntry:
+    """``entry`` with its name in the registry and its params within their domains."""
+    try:
+        spec = entry.spec()
+    except KeyError as e:
+        raise ConfigError(source, f"{where}.name", str(e.args[0])) from None
+    known = {p.name: p for p in spec.params}
+    for key, val in entry.params.items():
+        path = f"{where}.params.{key}"
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(source, path, f"{spec.name} has no parameter {key!r}{hint} "
+                              f"(parameters: {', '.join(known) or 'none'})")
         try:
-            spec = get_loss(entry["name"])
-        except KeyError as e:
-            raise ConfigError(source, f"{where}.name", str(e.args[0])) from None
-        known = {p.name: p for p in spec.params}
-        for key, val in entry["params"].items():
-            path = f"{where}.params.{key}"
-            if key not in known:
-                close = difflib.get_close_matches(key, list(known), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(source, path, f"{spec.name} has no parameter {key!r}{hint} "
-                                  f"(parameters: {', '.join(known) or 'none'})")
-            param = known[key]
-            if isinstance(val, bool) or not isinstance(val, int | float):
-                raise ConfigError(source, path,
-                                  f"expected a number in {param.domain()}, got {val!r}")
-            try:
-                param.validate(spec.name, val)
-            except ValueError:
-                raise ConfigError(source, path,
-                                  f"expected a number in {param.domain()}, got {val!r}") from None
-        entry["label"] = entry["label"] or _label(spec.name, entry["params"])
-        checked.append(entry)
-    labels = [e["label"] for e in checked]
+            known[key].validate(spec.name, val)
+        except ValueError:
+            raise ConfigError(source, path, f"expected a number in {known[key].domain()}, "
+                              f"got {val!r}") from None
+    return dataclasses.replace(entry, label=entry.label or _label(spec.name, entry.params))
+
+
+def _label(name: str, params: dict[str, float]) -> str:
+    return name + "".join(f",{k}={v:g}" for k, v in params.items())
+
+
+def _check_losses(losses: tuple[LossEntry, ...], source: str) -> tuple[LossEntry, ...]:
+    checked = tuple(_check_loss(entry, f"losses[{i}]", source) for i, entry in enumerate(losses))
+    labels = [e.label for e in checked]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
             raise ConfigError(source, f"losses[{i}]",
@@ -102,11 +47,7 @@ def _check_losses(losses: list[dict[str, Any]], source: str) -> list[dict[str, A
     return checked
 
 
-def _label(name: str, params: dict[str, Any]) -> str:
-    return name + "".join(f",{k}={v:g}" for k, v in params.items())
-
-
-def _load_plugins(plugins: list[str], path: Path, source: str) -> None:
+def _load_plugins(plugins: tuple[str, ...], path: Path, source: str) -> None:
     from .._plugins import PluginError, load_plugin
 
     for i, plugin in enumerate(plugins):
@@ -119,8 +60,21 @@ def _load_plugins(plugins: list[str], path: Path, source: str) -> None:
                 from None
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read, override and validate a config; raise :class:`ConfigError` on any problem."""
+def _check_device(device: str, source: str) -> None:
+    if device == "auto":
+        return
+    import jax
+
+    try:
+        jax.devices(device)
+    except RuntimeError:
+        raise ConfigError(source, "device", f"expected a platform available here "
+                          f"('auto' or {jax.default_backend()!r}), got {device!r}") from None
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate a config into its kind's :class:`ExperimentConfig`
+    subclass; raise :class:`ConfigError` on any problem."""
     from . import KINDS
 
     source = str(path)
@@ -131,22 +85,13 @@ def load(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]
     if not isinstance(kind_name, str) or kind_name not in KINDS:
         raise ConfigError(source, "kind", f"{one_of(*KINDS)(str(kind_name))}, got {kind_name!r}")
     kind = importlib.import_module(KINDS[kind_name])
-    schema = {**common_schema(tuple(KINDS)), **kind.SCHEMA}
-    config = validate(raw, schema, source)
-    _load_plugins(config["plugins"], Path(path), source)
-    config["losses"] = _check_losses(config["losses"], source)
-    steps, log_every = config["optimizer"]["steps"], config["optimizer"]["log_every"]
-    if steps % log_every:
-        raise ConfigError(source, "optimizer.log_every",
-                          f"expected a divisor of optimizer.steps = {steps}, got {log_every}")
+    config = validate(kind.CONFIG, raw, source)
+    _load_plugins(config.plugins, Path(path), source)
+    config = dataclasses.replace(config, losses=_check_losses(config.losses, source))
+    opt = config.optimizer
+    if opt.steps % opt.log_every:
+        raise ConfigError(source, "optimizer.log_every", f"expected a divisor of "
+                          f"optimizer.steps = {opt.steps}, got {opt.log_every}")
     kind.check(config, source)
-    if config["device"] != "auto":
-        import jax
-
-        try:
-            jax.devices(config["device"])
-        except RuntimeError:
-            raise ConfigError(source, "device", f"expected a platform available here "
-                              f"('auto' or {jax.default_backend()!r}), "
-                              f"got {config['device']!r}") from None
+    _check_device(config.device, source)
     return config

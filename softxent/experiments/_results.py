@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .._unfinished import unfinished
-from ._config import dumps
+from ._config import as_dict, dumps
+from ._experiment import ExperimentConfig
 
 
 @dataclasses.dataclass
@@ -22,18 +23,44 @@ class Result:
     """What a kind's ``train`` returns.
 
     Attributes:
-      config: the resolved config that produced it.
+      config: the validated config that produced it.
       metrics: rows of ``metrics.csv`` (one dict per loss and logged step).
       summary: per loss label, the final numbers (``summary.json``).
       arrays: whatever the kind's ``figures`` needs (trajectories, targets, ...).
       devices: the devices the work ran on.
     """
 
-    config: dict[str, Any]
+    config: ExperimentConfig
     metrics: list[dict[str, Any]]
     summary: dict[str, dict[str, Any]]
     arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
     devices: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measures:
+    """What a kind's ``measures`` makes of one loss's run.
+
+    Attributes:
+      label: the loss's label (its key in the summary).
+      summary: its row of ``summary.json``.
+      metrics: its rows of ``metrics.csv``, one per logged step.
+      arrays: what the figures need of it (``Result.arrays["losses"][label]``).
+    """
+
+    label: str
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    arrays: dict[str, Any]
+
+
+def collect(config: ExperimentConfig, measured: list[Measures], arrays: dict[str, Any],
+            devices: list[Any]) -> Result:
+    """One :class:`Result` of the losses' :class:`Measures`, in the config's order."""
+    return Result(config=config, metrics=[row for m in measured for row in m.metrics],
+                  summary={m.label: m.summary for m in measured},
+                  arrays={**arrays, "losses": {m.label: m.arrays for m in measured}},
+                  devices=[str(d) for d in devices])
 
 
 def _git_commit() -> str | None:
@@ -65,7 +92,7 @@ def metadata(result: Result) -> dict[str, Any]:
         "optax": ver("optax"),
         "devices": result.devices,
         "backend": jax.default_backend(),
-        "seed": result.config["seed"],
+        "seed": result.config.seed,
         "git_commit": _git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
@@ -82,21 +109,21 @@ def write(result: Result, out: str | Path,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S")
-    final = out / f"{result.config['name']}-{stamp}"
+    final = out / f"{result.config.name}-{stamp}"
     n = 1
     while final.exists():
         n += 1
-        final = out / f"{result.config['name']}-{stamp}-{n}"
+        final = out / f"{result.config.name}-{stamp}-{n}"
     # Registered before it exists, so an interrupt at any moment finds it.
     tmp = out / f".{final.name}.{os.getpid()}.partial"
     with unfinished(tmp):
         try:
             tmp.mkdir()
-            (tmp / "config.toml").write_text(dumps(result.config))
+            (tmp / "config.toml").write_text(dumps(as_dict(result.config)))
             (tmp / "metadata.json").write_text(json.dumps(metadata(result), indent=2) + "\n")
             _write_csv(tmp / "metrics.csv", result.metrics)
             (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-            if figures is not None and result.config["figures"]:
+            if figures is not None and result.config.figures:
                 (tmp / "figures").mkdir()
                 figures(result, tmp / "figures")
             os.rename(tmp, final)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from . import _results, get_kind
+from ._experiment import ExperimentConfig
 
 
-def run(config: dict[str, Any], out: str | Path = "results", progress: bool = False):
+def run(config: ExperimentConfig, out: str | Path = "results", progress: bool = False):
     """Train the config's kind, write ``<out>/<name>-<timestamp>/``; return (path, result)."""
     import jax
 
-    kind = get_kind(config["kind"])
+    kind = get_kind(config.kind)
     result = kind.train(config, progress=progress)
     if jax.process_index() != 0:  # on several hosts, the first one writes the results
         return None, result

@@ -13,6 +13,7 @@ extra); nothing is downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -21,44 +22,66 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._optional import require
-from ._config import ConfigError, Field, at_least
+from ._config import ConfigError, at_least, between, setting, table
+from ._experiment import ExperimentConfig
 from ._networks import mlp_init, mlp_logits
 from ._results import Result
 
 MODELS = ("teacher", "student_hard", "student_distilled")
 MEASURES = ("accuracy", "nll", "ece", "kl_to_teacher")
 
-SCHEMA: dict[str, Any] = {
-    "distillation": {
-        "seeds": Field((int,), 5, at_least(1), "independent splits and initialisations"),
-        "teacher_hidden": Field((int,), 128, at_least(1)),
-        "student_hidden": Field((int,), 8, at_least(1)),
-        "hard_weight": Field((float,), 0.1, lambda v: None if 0 <= v <= 1 else
-                             "expected a number in [0, 1]", "weight of the hard-label loss"),
-        "test_fraction": Field((float,), 0.3, lambda v: None if 0 < v < 1 else
-                               "expected a number in (0, 1)"),
-        "ece_bins": Field((int,), 15, at_least(2)),
-        "weight_decay": Field((float,), 1e-4, lambda v: None if v >= 0 else "expected >= 0"),
-    }
-}
 
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "expected >= 0"
+
+
+@table
+class DistillationConfig:
+    """The ``[distillation]`` table: the teacher, the student and the seeds."""
+
+    seeds: int = setting(5, at_least(1))
+    """Independent splits and initialisations, all trained at once."""
+    teacher_hidden: int = setting(128, at_least(1))
+    """Hidden units of the teacher."""
+    student_hidden: int = setting(8, at_least(1))
+    """Hidden units of the students."""
+    hard_weight: float = setting(0.1, between(0, 1))
+    """The weight of the hard-label cross-entropy in the distilled student's loss."""
+    test_fraction: float = setting(0.3, between(0, 1, open_interval=True))
+    """The held-out share of the digits."""
+    ece_bins: int = setting(15, at_least(2))
+    """Equal-width confidence bins of the expected calibration error."""
+    weight_decay: float = setting(1e-4, _non_negative)
+    """adamw's weight decay (with ``optimizer.name = "adam"``)."""
+
+
+@table
+class DistillationExperiment(ExperimentConfig):
+    """A ``kind = "distillation"`` config: the common keys and ``[distillation]``."""
+
+    distillation: DistillationConfig = setting(DistillationConfig)
+    """The ``[distillation]`` table."""
+
+
+CONFIG = DistillationExperiment
 
 _NEEDS_SKLEARN = "the distillation experiment (scikit-learn's bundled digits)"
 
 
-def check(config: dict[str, Any], source: str) -> None:
+def check(config: DistillationExperiment, source: str) -> None:
+    """One ``distillation_loss`` entry, sgd or adam, at most the convergence figure."""
     # Before any work starts: a missing scikit-learn is one line, not a lost run.
     require("sklearn.datasets", "examples", _NEEDS_SKLEARN)
-    losses = config["losses"]
-    if len(losses) != 1 or losses[0]["name"] != "distillation_loss":
+    losses = config.losses
+    if len(losses) != 1 or losses[0].name != "distillation_loss":
         raise ConfigError(source, "losses", "expected exactly one [[losses]] entry with "
-                          f"name = \"distillation_loss\", got {[e['name'] for e in losses]}")
-    if config["optimizer"]["name"] == "lbfgs":
+                          f"name = \"distillation_loss\", got {[e.name for e in losses]}")
+    if config.optimizer.name == "lbfgs":
         raise ConfigError(source, "optimizer.name",
                           "expected 'sgd' or 'adam' for kind = \"distillation\", got 'lbfgs'")
-    if set(config["figures"]) - {"convergence"}:
+    if set(config.figures) - {"convergence"}:
         raise ConfigError(source, "figures", "expected [] or [\"convergence\"] for kind = "
-                          f"\"distillation\", got {config['figures']!r}")
+                          f"\"distillation\", got {list(config.figures)!r}")
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +101,7 @@ def _ece(probs: jax.Array, labels: jax.Array, bins: int) -> jax.Array:
     return jnp.sum(gap) / labels.shape[0] * jnp.where(count.sum() > 0, 1, 0)
 
 
-def _measures(logits, teacher_logits, labels, bins):
+def _test_measures(logits, teacher_logits, labels, bins):
     import softxent
 
     log_p = jax.nn.log_softmax(logits)
@@ -91,112 +114,180 @@ def _measures(logits, teacher_logits, labels, bins):
     }
 
 
-def train(config: dict[str, Any], progress: bool = False) -> Result:
-    from .._optional import require
+@dataclasses.dataclass(frozen=True)
+class DistillationSetup:
+    """The data, every seed's split and key, and the distillation temperature.
 
-    optax = require("optax", "experiments", "the distillation experiment")
+    Attributes:
+      x, y: every digit (scaled pixels) and its label.
+      train_idx, test_idx: each seed's split, shapes (seeds, train) and (seeds, test).
+      keys: each seed's initialisation key.
+      temperature: the distillation loss's temperature.
+      devices: the devices the seeds train on (the first one).
+      dtype: the compute dtype.
+    """
 
-    import softxent
+    x: jax.Array
+    y: jax.Array
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    keys: jax.Array
+    temperature: float
+    devices: list[Any]
+    dtype: Any
 
-    from . import _devices, _optim
 
-    cfg, opt = config["distillation"], config["optimizer"]
-    dtype = _devices.use_dtype(config["dtype"])
-    devices = _devices.select(config["device"])
-    temperature = float(config["losses"][0]["params"].get("temperature", 2.0))
+@dataclasses.dataclass(frozen=True)
+class DistillationRun:
+    """Every seed's test measures and accuracy curve per model, and the seconds it took."""
+
+    measures: dict[str, dict[str, jax.Array]]
+    curves: dict[str, jax.Array]
+    seconds: float
+
+
+def setup(config: DistillationExperiment) -> DistillationSetup:
+    """The digits, a seeded split per seed, the seeds' keys, the devices and dtype."""
+    from . import _devices
+
+    cfg = config.distillation
+    dtype = _devices.use_dtype(config.dtype)
+    devices = _devices.select(config.device)
     x_all, y_all = load_digits()
-    n, classes = len(y_all), 10
-    n_test = int(round(cfg["test_fraction"] * n))
-    seeds = cfg["seeds"]
-    rng = np.random.default_rng(config["seed"])
-    orders = np.stack([rng.permutation(n) for _ in range(seeds)])
-    test_idx, train_idx = orders[:, :n_test], orders[:, n_test:]
-    x = jnp.asarray(x_all, dtype)
-    y = jnp.asarray(y_all)
-    hard_weight = cfg["hard_weight"]
-    blocks, block = opt["steps"] // opt["log_every"], opt["log_every"]
-    steps = np.arange(opt["steps"] // blocks, opt["steps"] + 1, block)
+    n = len(y_all)
+    n_test = int(round(cfg.test_fraction * n))
+    rng = np.random.default_rng(config.seed)
+    orders = np.stack([rng.permutation(n) for _ in range(cfg.seeds)])
+    return DistillationSetup(
+        x=jnp.asarray(x_all, dtype), y=jnp.asarray(y_all),
+        train_idx=orders[:, n_test:], test_idx=orders[:, :n_test],
+        keys=jax.random.split(jax.random.key(config.seed), cfg.seeds),
+        temperature=float(config.losses[0].params.get("temperature", 2.0)),
+        devices=devices, dtype=dtype)
 
-    def optimizer():
-        if opt["name"] == "sgd":
-            return optax.sgd(opt["learning_rate"])
-        return optax.adamw(opt["learning_rate"], weight_decay=cfg["weight_decay"])
+
+def _fitter(config: DistillationExperiment, dtype: Any):
+    """``(params, objective, x_test, y_test) -> (params, test accuracy after each block)``."""
+    optax = require("optax", "experiments", "the distillation experiment")
+    from . import _optim
+
+    opt, cfg = config.optimizer, config.distillation
 
     def fit(params, objective, x_test, y_test):
-        tx = optimizer()
+        if opt.name == "sgd":
+            tx = optax.sgd(opt.learning_rate)
+        else:
+            tx = optax.adamw(opt.learning_rate, weight_decay=cfg.weight_decay)
 
         def accuracy(params, _value):
             return jnp.mean((jnp.argmax(mlp_logits(params, x_test), -1) == y_test).astype(dtype))
 
         step = _optim.step_fn(tx, objective, lbfgs=False)
-        return _optim.run_in_blocks(step, params, tx.init(params), block=block, blocks=blocks,
-                                    log=accuracy)
+        return _optim.run_in_blocks(step, params, tx.init(params), block=opt.log_every,
+                                    blocks=opt.blocks, log=accuracy)
+
+    return fit
+
+
+def _distilled(x_train, hot, teacher_logits, hard_weight: float, temperature: float):
+    """The distilled student's objective: the hard labels' cross-entropy weighted by
+    ``hard_weight`` plus the distillation loss against the teacher."""
+    import softxent
+
+    def distilled(params):
+        logits = mlp_logits(params, x_train)
+        soft = softxent.distillation_loss(logits, teacher_logits, temperature=temperature)
+        return (hard_weight * jnp.mean(softxent.softmax_cross_entropy(logits, hot))
+                + (1 - hard_weight) * jnp.mean(soft))
+
+    return distilled
+
+
+def _one_seed(config: DistillationExperiment, state: DistillationSetup):
+    """``(key, train_rows, test_rows) -> (measures, curves)``: the teacher and both students
+    of one seed."""
+    import softxent
+
+    cfg, x, y, dtype, classes = config.distillation, state.x, state.y, state.dtype, 10
+    fit = _fitter(config, dtype)
 
     def one_seed(key, train_rows, test_rows):
         x_train, y_train = x[train_rows], y[train_rows]
         x_test, y_test = x[test_rows], y[test_rows]
         hot = jax.nn.one_hot(y_train, classes, dtype=dtype)
-        k_teacher, k_student_hard, k_student_kd = jax.random.split(key, 3)
-        teacher_sizes = [x.shape[1], cfg["teacher_hidden"], classes]
-        student_sizes = [x.shape[1], cfg["student_hidden"], classes]
+        k_teacher, k_student, _ = jax.random.split(key, 3)
 
         def hard(params):
             return jnp.mean(softxent.softmax_cross_entropy(mlp_logits(params, x_train), hot))
 
-        teacher_init = mlp_init(k_teacher, teacher_sizes, dtype)
-        teacher, teacher_curve = fit(teacher_init, hard, x_test, y_test)
+        teacher, teacher_curve = fit(
+            mlp_init(k_teacher, [x.shape[1], cfg.teacher_hidden, classes], dtype), hard,
+            x_test, y_test)
         teacher_train = jax.lax.stop_gradient(mlp_logits(teacher, x_train))
 
-        def distilled(params):
-            logits = mlp_logits(params, x_train)
-            soft = softxent.distillation_loss(logits, teacher_train, temperature=temperature)
-            return (hard_weight * jnp.mean(softxent.softmax_cross_entropy(logits, hot))
-                    + (1 - hard_weight) * jnp.mean(soft))
-
-        student_hard, hard_curve = fit(mlp_init(k_student_hard, student_sizes, dtype), hard,
+        distilled = _distilled(x_train, hot, teacher_train, cfg.hard_weight, state.temperature)
+        student_sizes = [x.shape[1], cfg.student_hidden, classes]
+        student_hard, hard_curve = fit(mlp_init(k_student, student_sizes, dtype), hard,
                                        x_test, y_test)
         # The same initialisation for both students, so only the targets differ.
-        student_kd, kd_curve = fit(mlp_init(k_student_hard, student_sizes, dtype), distilled,
+        student_kd, kd_curve = fit(mlp_init(k_student, student_sizes, dtype), distilled,
                                    x_test, y_test)
-        del k_student_kd
         teacher_test = mlp_logits(teacher, x_test)
-        measures = {
-            name: _measures(mlp_logits(p, x_test), teacher_test, y_test, cfg["ece_bins"])
-            for name, p in zip(MODELS, (teacher, student_hard, student_kd), strict=True)
-        }
-        curves = {"teacher": teacher_curve, "student_hard": hard_curve,
-                  "student_distilled": kd_curve}
-        return measures, curves
+        trained = (teacher, student_hard, student_kd)
+        return ({name: _test_measures(mlp_logits(p, x_test), teacher_test, y_test, cfg.ece_bins)
+                 for name, p in zip(MODELS, trained, strict=True)},
+                dict(zip(MODELS, (teacher_curve, hard_curve, kd_curve), strict=True)))
 
-    keys = jax.random.split(jax.random.key(config["seed"]), seeds)
+    return one_seed
+
+
+def run(config: DistillationExperiment, state: DistillationSetup) -> DistillationRun:
+    """Every seed's teacher and students, trained at once under ``vmap`` in one compiled call."""
+    train_idx, test_idx = jnp.asarray(state.train_idx), jnp.asarray(state.test_idx)
     start = time.perf_counter()
     # optax's internals are not clean under strict dtype promotion; the losses are.
     with jax.numpy_dtype_promotion("standard"):
-        compiled = jax.jit(jax.vmap(one_seed)).lower(
-            keys, jnp.asarray(train_idx), jnp.asarray(test_idx)).compile()
-    measures, curves = jax.block_until_ready(
-        compiled(keys, jnp.asarray(train_idx), jnp.asarray(test_idx)))
-    seconds = time.perf_counter() - start
+        compiled = jax.jit(jax.vmap(_one_seed(config, state))).lower(
+            state.keys, train_idx, test_idx).compile()
+    measured, curves = jax.block_until_ready(compiled(state.keys, train_idx, test_idx))
+    return DistillationRun(measures=measured, curves=curves,
+                           seconds=time.perf_counter() - start)
 
+
+def measures(config: DistillationExperiment, state: DistillationSetup,
+             done: DistillationRun) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The summary (mean and std over seeds per model and measure, and the setting) and one
+    metric row per model and seed."""
+    cfg = config.distillation
     summary: dict[str, dict[str, Any]] = {}
     metrics: list[dict[str, Any]] = []
     for model in MODELS:
-        values = {m: np.asarray(measures[model][m], dtype=np.float64) for m in MEASURES}
+        values = {m: np.asarray(done.measures[model][m], dtype=np.float64) for m in MEASURES}
         summary[model] = {m: {"mean": float(v.mean()), "std": float(v.std())}
                           for m, v in values.items()}
-        summary[model]["seconds_all_models"] = round(seconds, 3)
-        for s in range(seeds):
-            metrics.append({"model": model, "seed": s, **{m: float(values[m][s])
-                                                          for m in MEASURES}})
-    summary["setting"] = {"temperature": temperature, "hard_weight": hard_weight,
-                          "seeds": seeds, "train_size": int(n - n_test), "test_size": n_test,
-                          "teacher_hidden": cfg["teacher_hidden"],
-                          "student_hidden": cfg["student_hidden"]}
-    arrays = {"steps": steps,
-              "curves": {k: np.asarray(v, dtype=np.float64) for k, v in curves.items()},
+        summary[model]["seconds_all_models"] = round(done.seconds, 3)
+        metrics += [{"model": model, "seed": s, **{m: float(values[m][s]) for m in MEASURES}}
+                    for s in range(cfg.seeds)]
+    summary["setting"] = {"temperature": state.temperature, "hard_weight": cfg.hard_weight,
+                          "seeds": cfg.seeds, "train_size": state.train_idx.shape[1],
+                          "test_size": state.test_idx.shape[1],
+                          "teacher_hidden": cfg.teacher_hidden,
+                          "student_hidden": cfg.student_hidden}
+    return summary, metrics
+
+
+def train(config: DistillationExperiment, progress: bool = False) -> Result:
+    """Train every seed's teacher and students; return the measures, the summary and the
+    accuracy curves."""
+    state = setup(config)
+    done = run(config, state)
+    summary, metrics = measures(config, state, done)
+    opt = config.optimizer
+    arrays = {"steps": np.arange(opt.log_every, opt.steps + 1, opt.log_every),
+              "curves": {k: np.asarray(v, dtype=np.float64) for k, v in done.curves.items()},
               "summary": summary}
     return Result(config=config, metrics=metrics, summary=summary, arrays=arrays,
-                  devices=[str(devices[0])])
+                  devices=[str(state.devices[0])])
 
 
 def figures(result: Result, folder) -> list[str]:

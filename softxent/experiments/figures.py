@@ -30,7 +30,7 @@ def draw(result, folder: str | Path) -> list[str]:
     """Every figure the config asks for; returns the file names written."""
     folder = Path(folder)
     written: list[str] = []
-    for name in result.config["figures"]:
+    for name in result.config.figures:
         written += _DRAW[name](result, folder)
     return written
 
@@ -52,14 +52,14 @@ def convergence(result, folder: Path) -> list[str]:
         drawn = True
     if not drawn:
         ax.text(0.5, 0.5, "no symbolic minimiser available", ha="center", transform=ax.transAxes)
-    ax.axhline(result.config["tolerance"], color="grey", ls=":", lw=1, label="tolerance")
-    opt = result.config["optimizer"]
+    ax.axhline(result.config.tolerance, color="grey", ls=":", lw=1, label="tolerance")
+    opt = result.config.optimizer
     what = ("mean KL(q || p), train solid, test dashed" if kl
             else "median over runs of max_k |p - p*|")
     goal = "the generator" if kl else "the symbolic minimiser"
     ax.set(xlabel="step", ylabel=what,
-           title=f"{result.config['name']}: convergence to {goal} "
-                 f"({opt['name']}, lr {opt['learning_rate']:g})")
+           title=f"{result.config.name}: convergence to {goal} "
+                 f"({opt.name}, lr {opt.learning_rate:g})")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / "convergence.png", dpi=120)

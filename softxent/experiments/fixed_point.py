@@ -23,6 +23,7 @@ Parametrisation (``fixed_point.parametrization``):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -30,80 +31,106 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import ConfigError, Field, at_least, one_of, positive
+from ._config import ConfigError, at_least, one_of, positive, setting, table
+from ._experiment import ExperimentConfig, LossEntry
 from ._progress import progress as show_progress
-from ._results import Result
-
-SCHEMA: dict[str, Any] = {
-    "fixed_point": {
-        "classes": Field((int,), check=at_least(1), doc="K, the length of p"),
-        "targets": Field((list,), [], doc="explicit targets, each a list of K numbers"),
-        "num_targets": Field((int,), 0, at_least(0), "random targets added to `targets`"),
-        "concentration": Field((float,), 1.0, positive, "Dirichlet parameter of random targets"),
-        "inits_per_target": Field((int,), 1, at_least(1)),
-        "init_scale": Field((float,), 1.0, positive, "std of the initial logits"),
-        "parametrization": Field((str,), "logits", one_of("logits", "probabilities")),
-        "clip": Field((float,), 1e-6, positive, "projection margin for probabilities"),
-        "trajectories": Field((int,), 8, at_least(0), "runs kept for the simplex figure"),
-    }
-}
+from ._results import Measures, Result, collect
 
 
-def check(config: dict[str, Any], source: str) -> None:
-    from .. import get_loss
+@table
+class FixedPointConfig:
+    """The ``[fixed_point]`` table: the targets and the runs started for each."""
 
-    fp = config["fixed_point"]
-    k = fp["classes"]
-    specs = [get_loss(e["name"]) for e in config["losses"]]
+    classes: int = setting(check=at_least(1))
+    """K, the length of p (1 for a single binary probability)."""
+    targets: tuple[tuple[float, ...], ...] = setting(())
+    """Explicit targets, each an array of K numbers in [0, 1]."""
+    num_targets: int = setting(0, at_least(0))
+    """Seeded random targets added to ``targets`` (Dirichlet, or uniform per component)."""
+    concentration: float = setting(1.0, positive)
+    """The Dirichlet parameter of the random targets."""
+    inits_per_target: int = setting(1, at_least(1))
+    """Random initialisations per target; every (target, initialisation) pair is a run."""
+    init_scale: float = setting(1.0, positive)
+    """The standard deviation of the initial logits."""
+    parametrization: str = setting("logits", one_of("logits", "probabilities"))
+    """``"logits"`` (free logits) or ``"probabilities"`` (p itself, projected after each
+    step)."""
+    clip: float = setting(1e-6, positive)
+    """The projection margin of ``parametrization = "probabilities"``."""
+    trajectories: int = setting(8, at_least(0))
+    """Runs whose trajectories are kept for the simplex figure."""
+
+
+@table
+class FixedPointExperiment(ExperimentConfig):
+    """A ``kind = "fixed_point"`` config: the common keys and ``[fixed_point]``."""
+
+    fixed_point: FixedPointConfig = setting()
+    """The ``[fixed_point]`` table."""
+
+
+CONFIG = FixedPointExperiment
+
+
+def check(config: FixedPointExperiment, source: str) -> None:
+    """The checks across keys: targets against ``classes`` and the losses, the
+    parametrisation against the losses and the optimiser, the figures against K."""
+    specs = [entry.spec() for entry in config.losses]
     class_losses = [s.name for s in specs if s.output == "per_example"]
+    k = config.fixed_point.classes
     if class_losses and k < 2:
         raise ConfigError(source, "fixed_point.classes",
                           f"expected >= 2 for {class_losses[0]} (a distribution over classes), "
                           f"got {k}")
-    if not fp["targets"] and not fp["num_targets"]:
-        raise ConfigError(source, "fixed_point.targets",
-                          "expected at least one target (targets = [[...]] or num_targets > 0), "
-                          "got none")
-    for i, target in enumerate(fp["targets"]):
-        path = f"fixed_point.targets[{i}]"
-        if not isinstance(target, list) or len(target) != k or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in target
-        ):
-            raise ConfigError(source, path, f"expected a list of {k} numbers, got {target!r}")
-        if any(not 0 <= v <= 1 for v in target):
-            raise ConfigError(source, path, f"expected every entry in [0, 1], got {target!r}")
-        if class_losses and abs(sum(target) - 1) > 1e-9:
-            raise ConfigError(source, path, f"expected a target summing to 1 (for "
-                              f"{class_losses[0]}), got {target!r} summing to {sum(target):.6g}")
-    fp["targets"] = [[float(v) for v in t] for t in fp["targets"]]
-    if fp["parametrization"] == "probabilities":
-        for i, spec in enumerate(specs):
-            if spec.input != "probabilities":
-                raise ConfigError(source, f"losses[{i}].name",
-                                  "expected a probability-input loss (binary_cross_entropy, "
-                                  "cross_entropy) with parametrization = \"probabilities\", "
-                                  f"got {spec.name}")
-        if config["optimizer"]["name"] == "lbfgs":
-            raise ConfigError(source, "optimizer.name", "expected sgd or adam with "
-                              "parametrization = \"probabilities\" (projected steps), got 'lbfgs'")
-    if "simplex" in config["figures"] and k != 3:
+    _check_targets(config.fixed_point, class_losses[0] if class_losses else None, source)
+    if config.fixed_point.parametrization == "probabilities":
+        _check_probability_runs(config, specs, source)
+    if "simplex" in config.figures and k != 3:
         raise ConfigError(source, "figures",
                           f"expected classes = 3 for the 'simplex' figure, got classes = {k}")
 
 
-def make_targets(config: dict[str, Any]) -> np.ndarray:
-    """The explicit targets followed by ``num_targets`` seeded random ones."""
-    from .. import get_loss
+def _check_targets(fp: FixedPointConfig, class_loss: str | None, source: str) -> None:
+    if not fp.targets and not fp.num_targets:
+        raise ConfigError(source, "fixed_point.targets",
+                          "expected at least one target (targets = [[...]] or num_targets > 0), "
+                          "got none")
+    for i, target in enumerate(map(list, fp.targets)):
+        path = f"fixed_point.targets[{i}]"
+        if len(target) != fp.classes:
+            raise ConfigError(source, path, f"expected a list of {fp.classes} numbers, "
+                              f"got {target!r}")
+        if any(not 0 <= v <= 1 for v in target):
+            raise ConfigError(source, path, f"expected every entry in [0, 1], got {target!r}")
+        if class_loss and abs(sum(target) - 1) > 1e-9:
+            raise ConfigError(source, path, f"expected a target summing to 1 (for "
+                              f"{class_loss}), got {target!r} summing to {sum(target):.6g}")
 
-    fp = config["fixed_point"]
-    k = fp["classes"]
-    rng = np.random.default_rng(config["seed"])
-    elementwise = all(get_loss(e["name"]).output == "per_component" for e in config["losses"])
+
+def _check_probability_runs(config: FixedPointExperiment, specs: list[Any], source: str) -> None:
+    for i, spec in enumerate(specs):
+        if spec.input != "probabilities":
+            raise ConfigError(source, f"losses[{i}].name",
+                              "expected a probability-input loss (binary_cross_entropy, "
+                              "cross_entropy) with parametrization = \"probabilities\", "
+                              f"got {spec.name}")
+    if config.optimizer.name == "lbfgs":
+        raise ConfigError(source, "optimizer.name", "expected sgd or adam with "
+                          "parametrization = \"probabilities\" (projected steps), got 'lbfgs'")
+
+
+def make_targets(config: FixedPointExperiment) -> np.ndarray:
+    """The explicit targets followed by ``num_targets`` seeded random ones."""
+    fp = config.fixed_point
+    k = fp.classes
+    rng = np.random.default_rng(config.seed)
+    elementwise = all(entry.spec().output == "per_component" for entry in config.losses)
     if elementwise:
-        random = rng.uniform(0.02, 0.98, size=(fp["num_targets"], k))
+        random = rng.uniform(0.02, 0.98, size=(fp.num_targets, k))
     else:
-        random = rng.dirichlet(np.full(k, fp["concentration"]), size=fp["num_targets"])
-    explicit = np.asarray(fp["targets"], dtype=np.float64).reshape(-1, k)
+        random = rng.dirichlet(np.full(k, fp.concentration), size=fp.num_targets)
+    explicit = np.asarray(fp.targets, dtype=np.float64).reshape(-1, k)
     return np.concatenate([explicit, random])
 
 
@@ -124,42 +151,43 @@ def _project_simplex(v: jax.Array, clip: float) -> jax.Array:
     return w / jnp.sum(w)
 
 
-def solver(spec, params: dict[str, float], config: dict[str, Any]):
+def _projection(spec, clip: float):
+    """The map back into the domain after a step on p itself."""
+    if spec.output == "per_example":
+        return lambda p: _project_simplex(p, clip)
+    return lambda p: jnp.clip(p, clip, 1 - clip)
+
+
+def _objective(spec, params: dict[str, float], to_p, q):
+    """The summed loss of the free parameters ``w`` against the target ``q``."""
+    if spec.targets == "logits":  # distillation: teacher logits log q
+        teacher = jnp.log(jnp.maximum(q, jnp.finfo(q.dtype).tiny))
+        return lambda w: jnp.sum(spec.fn(w, teacher, **params))
+    if spec.input == "probabilities":
+        return lambda w: jnp.sum(spec.fn(to_p(w), q, **params))
+    return lambda w: jnp.sum(spec.fn(w, q, **params))
+
+
+def solver(spec, params: dict[str, float], config: FixedPointExperiment):
     """A function ``(w0, q) -> (p_log, value_log)`` for one run, logged every ``log_every``."""
     from . import _optim
 
-    fp, opt = config["fixed_point"], config["optimizer"]
+    opt = config.optimizer
     link = _link(spec)
-    direct = fp["parametrization"] == "probabilities"
-    clip = fp["clip"]
-    optimizer = _optim.make(opt["name"], opt["learning_rate"], opt["schedule"], opt["steps"])
-    blocks, block = opt["steps"] // opt["log_every"], opt["log_every"]
+    direct = config.fixed_point.parametrization == "probabilities"
+    project = _projection(spec, config.fixed_point.clip) if direct else None
+    optimizer = _optim.make(opt.name, opt.learning_rate, opt.schedule, opt.steps)
 
     def to_p(w):
         return w if direct else link(w)
 
-    def objective_for(q):
-        if spec.targets == "logits":  # distillation: teacher logits log q
-            teacher = jnp.log(jnp.maximum(q, jnp.finfo(q.dtype).tiny))
-            return lambda w: jnp.sum(spec.fn(w, teacher, **params))
-        if spec.input == "probabilities":
-            return lambda w: jnp.sum(spec.fn(to_p(w), q, **params))
-        return lambda w: jnp.sum(spec.fn(w, q, **params))
-
-    project = None
-    if direct:
-        if spec.output == "per_example":
-            project = lambda p: _project_simplex(p, clip)  # noqa: E731
-        else:
-            project = lambda p: jnp.clip(p, clip, 1 - clip)  # noqa: E731
-
     def run_one(w0, q):
-        objective = objective_for(q)
-        step = _optim.step_fn(optimizer, objective, opt["name"] == "lbfgs", project)
+        objective = _objective(spec, params, to_p, q)
+        step = _optim.step_fn(optimizer, objective, opt.name == "lbfgs", project)
         w0 = project(link(w0)) if direct else w0  # start inside the domain
 
         _, (ps, values) = _optim.run_in_blocks(
-            step, w0, optimizer.init(w0), block=block, blocks=blocks,
+            step, w0, optimizer.init(w0), block=opt.log_every, blocks=opt.blocks,
             log=lambda w, value: (to_p(w), value))
         p0 = to_p(w0)[None]
         v0 = objective(w0)[None]
@@ -178,83 +206,143 @@ def minimizers(spec, params: dict[str, float], targets: np.ndarray) -> np.ndarra
                              dtype=np.float64).reshape(q.shape) for q in targets])
 
 
-def train(config: dict[str, Any], progress: bool = False) -> Result:
-    """Run every loss of a fixed-point config; return metrics, summary and trajectories."""
-    from .. import get_loss
+@dataclasses.dataclass(frozen=True)
+class FixedPointSetup:
+    """What every loss of a fixed-point config shares.
+
+    Attributes:
+      targets: the distinct targets, shape (targets, K).
+      target_index: which target each run has, shape (runs,).
+      runs_q: each run's target, shape (runs, K).
+      w0: each run's initial logits, shape (runs, K).
+      steps: the logged steps, 0 first.
+      devices: the devices the runs are sharded over.
+      dtype: the compute dtype.
+    """
+
+    targets: np.ndarray
+    target_index: np.ndarray
+    runs_q: np.ndarray
+    w0: np.ndarray
+    steps: np.ndarray
+    devices: list[Any]
+    dtype: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedPointRun:
+    """One loss's runs: its entry, p and the objective at every logged step, and times.
+
+    Attributes:
+      entry: the loss.
+      p: p of every run at every logged step, shape (runs, logs, K).
+      values: the objective of every run at every logged step, shape (runs, logs).
+      compile_s: seconds to compile the batched solver.
+      time_s: seconds to run it.
+    """
+
+    entry: LossEntry
+    p: np.ndarray
+    values: np.ndarray
+    compile_s: float
+    time_s: float
+
+
+def setup(config: FixedPointExperiment) -> FixedPointSetup:
+    """The targets, every run's target and seeded initial logits, the devices and dtype."""
     from . import _devices
 
-    fp, opt = config["fixed_point"], config["optimizer"]
-    dtype = _devices.use_dtype(config["dtype"])
-    devices = _devices.select(config["device"])
+    fp, opt = config.fixed_point, config.optimizer
+    dtype = _devices.use_dtype(config.dtype)
     targets = make_targets(config)
-    n_targets, k = targets.shape
-    reps = fp["inits_per_target"]
+    reps = fp.inits_per_target
     runs_q = np.repeat(targets, reps, axis=0)
-    target_index = np.repeat(np.arange(n_targets), reps)
-    n_runs = runs_q.shape[0]
     # Initial logits from their own seeded stream (independent of the targets').
-    rng = np.random.default_rng([config["seed"], 1])
-    w0 = rng.standard_normal((n_runs, k)) * fp["init_scale"]
-    steps = np.arange(0, opt["steps"] + 1, opt["log_every"])
+    rng = np.random.default_rng([config.seed, 1])
+    w0 = rng.standard_normal(runs_q.shape) * fp.init_scale
+    return FixedPointSetup(
+        targets=targets, target_index=np.repeat(np.arange(targets.shape[0]), reps),
+        runs_q=runs_q, w0=w0, steps=np.arange(0, opt.steps + 1, opt.log_every),
+        devices=_devices.select(config.device), dtype=dtype)
 
-    metrics: list[dict[str, Any]] = []
-    summary: dict[str, dict[str, Any]] = {}
-    arrays: dict[str, Any] = {"targets": targets, "steps": steps, "losses": {}}
-    entries = config["losses"]
-    bar = show_progress(entries, progress)
-    for entry in bar:
-        spec = get_loss(entry["name"])
-        params = {k_: float(v) for k_, v in entry["params"].items()}
-        run_one = solver(spec, params, config)
-        batched = jax.jit(jax.vmap(run_one))
-        w_dev, q_dev = _devices.shard_runs(devices, w0.astype(dtype), runs_q.astype(dtype))
-        t0 = time.perf_counter()
-        # optax's own internals (adam's bias correction: float ** int32) are not
-        # clean under strict dtype promotion; our code and the losses are.
-        with jax.numpy_dtype_promotion("standard"):
-            compiled = batched.lower(w_dev, q_dev).compile()
-        t1 = time.perf_counter()
-        p_log, v_log = jax.block_until_ready(compiled(w_dev, q_dev))
-        t2 = time.perf_counter()
-        p_log = _devices.gather(p_log).astype(np.float64)[:n_runs]  # (runs, logs, K)
-        v_log = _devices.gather(v_log).astype(np.float64)[:n_runs]
-        p_star = minimizers(spec, params, targets)
-        label = entry["label"]
-        row: dict[str, Any] = {"loss": spec.name, "params": params, "runs": n_runs,
-                               "steps": opt["steps"], "optimizer": opt["name"],
-                               "compile_s": round(t1 - t0, 4), "time_s": round(t2 - t1, 4)}
-        err = None
-        if p_star is not None:
-            err = np.max(np.abs(p_log - p_star[target_index][:, None, :]), axis=-1)  # (runs, logs)
-            final = err[:, -1]
-            row.update(max_abs_p_minus_pstar=float(np.max(final)),
-                       median_abs_p_minus_pstar=float(np.median(final)),
-                       fraction_within_tolerance=float(np.mean(final <= config["tolerance"])),
-                       nonfinite_runs=int(np.sum(~np.isfinite(final))),
-                       converged=bool(np.all(np.isfinite(final))
-                                      and np.max(final) <= config["tolerance"]),
-                       minimizer="softxent.symbolic.minimizer")
-        else:
-            row.update(max_abs_p_minus_pstar=None, converged=None,
-                       minimizer="unavailable: softxent.symbolic is not installed")
-        row["max_abs_p_minus_q"] = float(np.max(np.abs(p_log[:, -1] - runs_q)))
-        summary[label] = row
-        for j, s in enumerate(steps):
-            metrics.append({
-                "loss": label, "step": int(s), "objective_mean": float(np.mean(v_log[:, j])),
+
+def run(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry) -> FixedPointRun:
+    """Every run of one loss in one compiled call, sharded over the devices."""
+    from . import _devices
+
+    spec = entry.spec()
+    batched = jax.jit(jax.vmap(solver(spec, dict(entry.params), config)))
+    w_dev, q_dev = _devices.shard_runs(state.devices, state.w0.astype(state.dtype),
+                                       state.runs_q.astype(state.dtype))
+    t0 = time.perf_counter()
+    # optax's own internals (adam's bias correction: float ** int32) are not
+    # clean under strict dtype promotion; our code and the losses are.
+    with jax.numpy_dtype_promotion("standard"):
+        compiled = batched.lower(w_dev, q_dev).compile()
+    t1 = time.perf_counter()
+    p_log, v_log = jax.block_until_ready(compiled(w_dev, q_dev))
+    t2 = time.perf_counter()
+    n_runs = state.runs_q.shape[0]
+    return FixedPointRun(entry=entry,
+                         p=_devices.gather(p_log).astype(np.float64)[:n_runs],
+                         values=_devices.gather(v_log).astype(np.float64)[:n_runs],
+                         compile_s=t1 - t0, time_s=t2 - t1)
+
+
+def measures(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPointRun) -> Measures:
+    """One loss's summary row, metric rows and kept trajectories, against the symbolic p*."""
+    entry = done.entry
+    p_star = minimizers(entry.spec(), dict(entry.params), state.targets)
+    p_star_runs = None if p_star is None else p_star[state.target_index]
+    # max_k |p - p*| of every run at every logged step, shape (runs, logs)
+    err = None if p_star_runs is None else np.max(np.abs(done.p - p_star_runs[:, None, :]),
+                                                  axis=-1)
+    metrics = [{"loss": entry.label, "step": int(s),
+                "objective_mean": float(np.mean(done.values[:, j])),
                 "err_median": None if err is None else float(np.median(err[:, j])),
-                "err_max": None if err is None else float(np.max(err[:, j])),
-            })
-        keep = min(fp["trajectories"], n_runs)
-        arrays["losses"][label] = {
-            "p": p_log[:keep], "q": runs_q[:keep],
-            "p_star": None if p_star is None else p_star[target_index][:keep],
-            "err_median": None if err is None else np.median(err, axis=0),
-            "err_max": None if err is None else np.max(err, axis=0),
-            "final_p": p_log[:, -1],
-        }
-    return Result(config=config, metrics=metrics, summary=summary, arrays=arrays,
-                  devices=[str(d) for d in devices])
+                "err_max": None if err is None else float(np.max(err[:, j]))}
+               for j, s in enumerate(state.steps)]
+    keep = min(config.fixed_point.trajectories, done.p.shape[0])
+    arrays = {
+        "p": done.p[:keep], "q": state.runs_q[:keep],
+        "p_star": None if p_star_runs is None else p_star_runs[:keep],
+        "err_median": None if err is None else np.median(err, axis=0),
+        "err_max": None if err is None else np.max(err, axis=0),
+        "final_p": done.p[:, -1],
+    }
+    return Measures(label=entry.label, summary=_summary_row(config, state, done, err),
+                    metrics=metrics, arrays=arrays)
+
+
+def _summary_row(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPointRun,
+                 err: np.ndarray | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"loss": done.entry.name, "params": dict(done.entry.params),
+                           "runs": done.p.shape[0], "steps": config.optimizer.steps,
+                           "optimizer": config.optimizer.name,
+                           "compile_s": round(done.compile_s, 4), "time_s": round(done.time_s, 4)}
+    if err is not None:
+        final = err[:, -1]
+        row.update(max_abs_p_minus_pstar=float(np.max(final)),
+                   median_abs_p_minus_pstar=float(np.median(final)),
+                   fraction_within_tolerance=float(np.mean(final <= config.tolerance)),
+                   nonfinite_runs=int(np.sum(~np.isfinite(final))),
+                   converged=bool(np.all(np.isfinite(final))
+                                  and np.max(final) <= config.tolerance),
+                   minimizer="softxent.symbolic.minimizer")
+    else:
+        row.update(max_abs_p_minus_pstar=None, converged=None,
+                   minimizer="unavailable: softxent.symbolic is not installed")
+    row["max_abs_p_minus_q"] = float(np.max(np.abs(done.p[:, -1] - state.runs_q)))
+    return row
+
+
+def train(config: FixedPointExperiment, progress: bool = False) -> Result:
+    """Run every loss of a fixed-point config; return metrics, summary and trajectories."""
+    state = setup(config)
+    measured = [measures(config, state, run(config, state, entry))
+                for entry in show_progress(config.losses, progress)]
+    return collect(config, measured, {"targets": state.targets, "steps": state.steps},
+                   state.devices)
 
 
 def figures(result: Result, folder) -> list[str]:

@@ -11,6 +11,7 @@ loss and a model that can represent the generator, train KL -> 0.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -18,37 +19,58 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import ConfigError, Field, at_least, one_of, positive
-from ._networks import mlp_init, mlp_logits
+from ._config import ConfigError, at_least, one_of, positive, setting, table
+from ._experiment import ExperimentConfig, LossEntry
+from ._networks import Params, mlp_init, mlp_logits
 from ._progress import progress as show_progress
-from ._results import Result
-
-SCHEMA: dict[str, Any] = {
-    "model": {
-        "architecture": Field((str,), "linear", one_of("linear", "mlp")),
-        "hidden": Field((int,), 32, at_least(1), "hidden units of the mlp"),
-        "generator": Field((str,), "linear", one_of("linear", "mlp")),
-        "generator_hidden": Field((int,), 8, at_least(1)),
-        "temperature": Field((float,), 1.0, positive, "softness of the generator's targets"),
-        "classes": Field((int,), 3, at_least(2)),
-        "inputs": Field((int,), 5, at_least(1), "input dimension d"),
-        "train_size": Field((int,), 512, at_least(1)),
-        "test_size": Field((int,), 2048, at_least(1)),
-    }
-}
+from ._results import Measures, Result, collect
 
 
-def check(config: dict[str, Any], source: str) -> None:
-    from .. import get_loss
+@table
+class ModelConfig:
+    """The ``[model]`` table: the model, the generator of its soft targets and the data."""
 
-    for i, entry in enumerate(config["losses"]):
-        spec = get_loss(entry["name"])
+    architecture: str = setting("linear", one_of("linear", "mlp"))
+    """The model: ``"linear"`` (``xW + b``) or ``"mlp"`` (one tanh hidden layer)."""
+    hidden: int = setting(32, at_least(1))
+    """Hidden units of the mlp model."""
+    generator: str = setting("linear", one_of("linear", "mlp"))
+    """The generator of the targets: a random ``"linear"`` map or tanh ``"mlp"``."""
+    generator_hidden: int = setting(8, at_least(1))
+    """Hidden units of the mlp generator."""
+    temperature: float = setting(1.0, positive)
+    """The softness of the generator's targets, ``softmax(g(x) / temperature)``."""
+    classes: int = setting(3, at_least(2))
+    """K, the number of classes."""
+    inputs: int = setting(5, at_least(1))
+    """The input dimension d."""
+    train_size: int = setting(512, at_least(1))
+    """Training examples (full batch)."""
+    test_size: int = setting(2048, at_least(1))
+    """Fresh test examples from the same generator."""
+
+
+@table
+class ModelExperiment(ExperimentConfig):
+    """A ``kind = "model"`` config: the common keys and ``[model]``."""
+
+    model: ModelConfig = setting(ModelConfig)
+    """The ``[model]`` table."""
+
+
+CONFIG = ModelExperiment
+
+
+def check(config: ModelExperiment, source: str) -> None:
+    """Every loss is over classes; only the convergence figure applies."""
+    for i, entry in enumerate(config.losses):
+        spec = entry.spec()
         if spec.output != "per_example":
             raise ConfigError(source, f"losses[{i}].name", "expected a loss over classes "
                               f"(softmax link or cross_entropy), got {spec.name}")
-    if config["figures"] and set(config["figures"]) - {"convergence"}:
+    if config.figures and set(config.figures) - {"convergence"}:
         raise ConfigError(source, "figures", "expected only 'convergence' for kind = \"model\", "
-                          f"got {config['figures']!r}")
+                          f"got {list(config.figures)!r}")
 
 
 def _kl(q, logits):
@@ -57,81 +79,141 @@ def _kl(q, logits):
     return jnp.mean(jnp.sum(terms, axis=-1))
 
 
-def train(config: dict[str, Any], progress: bool = False) -> Result:
-    from .. import get_loss
-    from . import _devices, _optim
+@dataclasses.dataclass(frozen=True)
+class ModelSetup:
+    """What every loss of a model config shares: the data, its targets and the initial model.
+
+    Attributes:
+      x_train, x_test: inputs, shapes (train_size, d) and (test_size, d).
+      q_train, q_test: the generator's soft targets for them, shape (..., K).
+      init: the model's initial parameters (the same for every loss).
+      steps: the logged steps, 0 first.
+      devices: the devices the model trains on (the first one).
+      dtype: the compute dtype.
+    """
+
+    x_train: jax.Array
+    x_test: jax.Array
+    q_train: jax.Array
+    q_test: jax.Array
+    init: Params
+    steps: np.ndarray
+    devices: list[Any]
+    dtype: Any
 
 
-    m, opt = config["model"], config["optimizer"]
-    dtype = _devices.use_dtype(config["dtype"])
-    devices = _devices.select(config["device"])
-    key = jax.random.PRNGKey(config["seed"])
-    k_gen, k_train, k_test, k_init = jax.random.split(key, 4)
-    d, k = m["inputs"], m["classes"]
-    gen_sizes = [d, k] if m["generator"] == "linear" else [d, m["generator_hidden"], k]
+@dataclasses.dataclass(frozen=True)
+class ModelRun:
+    """One loss's fit: the objective and train and test KL at every logged step, and times."""
+
+    entry: LossEntry
+    values: np.ndarray
+    train_kl: np.ndarray
+    test_kl: np.ndarray
+    compile_s: float
+    time_s: float
+
+
+def setup(config: ModelExperiment) -> ModelSetup:
+    """The seeded generator, train and test inputs with their soft targets, the initial model."""
+    from . import _devices
+
+    m, opt = config.model, config.optimizer
+    dtype = _devices.use_dtype(config.dtype)
+    devices = _devices.select(config.device)
+    k_gen, k_train, k_test, k_init = jax.random.split(jax.random.PRNGKey(config.seed), 4)
+    d, k = m.inputs, m.classes
+    gen_sizes = [d, k] if m.generator == "linear" else [d, m.generator_hidden, k]
     generator = mlp_init(k_gen, gen_sizes, dtype)
     generator = [(2.0 * w, b) for w, b in generator]  # sharper than the init scale
-    x_train = jax.random.normal(k_train, (m["train_size"], d), dtype=dtype)
-    x_test = jax.random.normal(k_test, (m["test_size"], d), dtype=dtype)
-    temp = jnp.asarray(m["temperature"], dtype=dtype)
-    q_train = jax.nn.softmax(mlp_logits(generator, x_train) / temp)
-    q_test = jax.nn.softmax(mlp_logits(generator, x_test) / temp)
-    sizes = [d, k] if m["architecture"] == "linear" else [d, m["hidden"], k]
-    init = mlp_init(k_init, sizes, dtype)
-    blocks, block = opt["steps"] // opt["log_every"], opt["log_every"]
-    steps = np.arange(0, opt["steps"] + 1, opt["log_every"])
+    x_train = jax.random.normal(k_train, (m.train_size, d), dtype=dtype)
+    x_test = jax.random.normal(k_test, (m.test_size, d), dtype=dtype)
+    temp = jnp.asarray(m.temperature, dtype=dtype)
+    sizes = [d, k] if m.architecture == "linear" else [d, m.hidden, k]
+    return ModelSetup(
+        x_train=x_train, x_test=x_test,
+        q_train=jax.nn.softmax(mlp_logits(generator, x_train) / temp),
+        q_test=jax.nn.softmax(mlp_logits(generator, x_test) / temp),
+        init=mlp_init(k_init, sizes, dtype), steps=np.arange(0, opt.steps + 1, opt.log_every),
+        devices=devices, dtype=dtype)
 
-    metrics, summary, curves = [], {}, {}
-    for entry in show_progress(config["losses"], progress):
-        spec = get_loss(entry["name"])
-        params = {a: float(b) for a, b in entry["params"].items()}
 
-        def objective(theta, spec=spec, params=params):
-            logits = mlp_logits(theta, x_train)
-            if spec.targets == "logits":
-                teacher = jnp.log(jnp.maximum(q_train, jnp.finfo(dtype).tiny))
-                return jnp.mean(spec.fn(logits, teacher, **params))
-            if spec.input == "probabilities":
-                return jnp.mean(spec.fn(jax.nn.softmax(logits), q_train, **params))
-            return jnp.mean(spec.fn(logits, q_train, **params))
+def _objective(spec, params: dict[str, float], state: ModelSetup):
+    """The mean loss of the model ``theta`` on the training set."""
+    def objective(theta):
+        logits = mlp_logits(theta, state.x_train)
+        if spec.targets == "logits":
+            teacher = jnp.log(jnp.maximum(state.q_train, jnp.finfo(state.dtype).tiny))
+            return jnp.mean(spec.fn(logits, teacher, **params))
+        if spec.input == "probabilities":
+            return jnp.mean(spec.fn(jax.nn.softmax(logits), state.q_train, **params))
+        return jnp.mean(spec.fn(logits, state.q_train, **params))
 
-        optimizer = _optim.make(opt["name"], opt["learning_rate"], opt["schedule"], opt["steps"])
-        step = _optim.step_fn(optimizer, objective, opt["name"] == "lbfgs")
+    return objective
 
-        def fit(theta, step=step, objective=objective, optimizer=optimizer):
-            def log(th, value):
-                train_kl = _kl(q_train, mlp_logits(th, x_train))
-                return value, train_kl, _kl(q_test, mlp_logits(th, x_test))
 
-            first = log(theta, objective(theta))
-            _, logs = _optim.run_in_blocks(step, theta, optimizer.init(theta), block=block,
-                                           blocks=blocks, log=log)
-            return tuple(jnp.concatenate([f[None], g]) for f, g in zip(first, logs, strict=True))
+def _fitter(config: ModelExperiment, state: ModelSetup, objective):
+    """``theta -> (objective, train KL, test KL)`` at step 0 and after every logged block."""
+    from . import _optim
 
-        t0 = time.perf_counter()
-        # optax's own internals (adam's bias correction: float ** int32) are not
-        # clean under strict dtype promotion; our code and the losses are.
-        with jax.numpy_dtype_promotion("standard"):
-            compiled = jax.jit(fit).lower(init).compile()
-        t1 = time.perf_counter()
-        values, train_kl, test_kl = (np.asarray(a, dtype=np.float64)
-                                     for a in jax.block_until_ready(compiled(init)))
-        t2 = time.perf_counter()
-        label = entry["label"]
-        summary[label] = {
-            "loss": spec.name, "params": params, "architecture": m["architecture"],
-            "generator": m["generator"], "steps": opt["steps"], "optimizer": opt["name"],
-            "train_kl": float(train_kl[-1]), "test_kl": float(test_kl[-1]),
-            "compile_s": round(t1 - t0, 4), "time_s": round(t2 - t1, 4),
-            "converged": bool(np.isfinite(train_kl[-1]) and train_kl[-1] <= config["tolerance"]),
-        }
-        curves[label] = {"err_median": train_kl, "err_max": test_kl}
-        for j, s in enumerate(steps):
-            metrics.append({"loss": label, "step": int(s), "objective_mean": float(values[j]),
-                            "train_kl": float(train_kl[j]), "test_kl": float(test_kl[j])})
-    return Result(config=config, metrics=metrics, summary=summary,
-                  arrays={"steps": steps, "losses": curves, "kl": True},
-                  devices=[str(devices[0])])
+    opt = config.optimizer
+    optimizer = _optim.make(opt.name, opt.learning_rate, opt.schedule, opt.steps)
+    step = _optim.step_fn(optimizer, objective, opt.name == "lbfgs")
+
+    def log(theta, value):
+        train_kl = _kl(state.q_train, mlp_logits(theta, state.x_train))
+        return value, train_kl, _kl(state.q_test, mlp_logits(theta, state.x_test))
+
+    def fit(theta):
+        first = log(theta, objective(theta))
+        _, logs = _optim.run_in_blocks(step, theta, optimizer.init(theta), block=opt.log_every,
+                                       blocks=opt.blocks, log=log)
+        return tuple(jnp.concatenate([f[None], g]) for f, g in zip(first, logs, strict=True))
+
+    return fit
+
+
+def run(config: ModelExperiment, state: ModelSetup, entry: LossEntry) -> ModelRun:
+    """Fit the model with one loss in one compiled call."""
+    fit = _fitter(config, state, _objective(entry.spec(), dict(entry.params), state))
+    t0 = time.perf_counter()
+    # optax's own internals (adam's bias correction: float ** int32) are not
+    # clean under strict dtype promotion; our code and the losses are.
+    with jax.numpy_dtype_promotion("standard"):
+        compiled = jax.jit(fit).lower(state.init).compile()
+    t1 = time.perf_counter()
+    values, train_kl, test_kl = (np.asarray(a, dtype=np.float64)
+                                 for a in jax.block_until_ready(compiled(state.init)))
+    t2 = time.perf_counter()
+    return ModelRun(entry=entry, values=values, train_kl=train_kl, test_kl=test_kl,
+                    compile_s=t1 - t0, time_s=t2 - t1)
+
+
+def measures(config: ModelExperiment, state: ModelSetup, done: ModelRun) -> Measures:
+    """One loss's summary row (final train and test KL) and metric rows."""
+    m, opt = config.model, config.optimizer
+    summary = {
+        "loss": done.entry.name, "params": dict(done.entry.params),
+        "architecture": m.architecture, "generator": m.generator, "steps": opt.steps,
+        "optimizer": opt.name, "train_kl": float(done.train_kl[-1]),
+        "test_kl": float(done.test_kl[-1]), "compile_s": round(done.compile_s, 4),
+        "time_s": round(done.time_s, 4),
+        "converged": bool(np.isfinite(done.train_kl[-1])
+                          and done.train_kl[-1] <= config.tolerance),
+    }
+    metrics = [{"loss": done.entry.label, "step": int(s),
+                "objective_mean": float(done.values[j]), "train_kl": float(done.train_kl[j]),
+                "test_kl": float(done.test_kl[j])} for j, s in enumerate(state.steps)]
+    return Measures(label=done.entry.label, summary=summary, metrics=metrics,
+                    arrays={"err_median": done.train_kl, "err_max": done.test_kl})
+
+
+def train(config: ModelExperiment, progress: bool = False) -> Result:
+    """Fit the model with every loss of the config; return metrics, summary and KL curves."""
+    state = setup(config)
+    measured = [measures(config, state, run(config, state, entry))
+                for entry in show_progress(config.losses, progress)]
+    return collect(config, measured, {"steps": state.steps, "kl": True}, state.devices[:1])
 
 
 def figures(result: Result, folder) -> list[str]:
