@@ -31,7 +31,11 @@ from pathlib import Path
 import numpy as np
 
 PREAMBLE = r"""
-import os, sys, time
+import os, signal, sys, time
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # started in the background (nohup, `cmd &`): restore the handler a terminal's
+    # foreground process has, so that SIGINT reaches softxent as a user's Ctrl-C does
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 log = open(os.environ["SOFTXENT_PHASES"], "a", buffering=1)
 def mark(name):
     log.write(f"{name} {time.time()}\n")

@@ -103,8 +103,9 @@ def test_value_and_derivatives_match_reference(name, ref, kw, masked):
     np.testing.assert_allclose(fast(z, t), slow(z, t), rtol=1e-6, atol=1e-6)
     for transform in (jax.grad, jax.jacfwd):
         for argnum in (0, 1):
-            got = transform(fast, argnums=argnum)(z, t)
-            want = transform(slow, argnums=argnum)(z, t)
+            # compiled: one XLA program per derivative instead of one per operation
+            got = jax.jit(transform(fast, argnums=argnum))(z, t)
+            want = jax.jit(transform(slow, argnums=argnum))(z, t)
             finite = np.isfinite(np.asarray(want))
             np.testing.assert_allclose(
                 np.asarray(got)[finite], np.asarray(want)[finite], rtol=1e-5, atol=1e-6
@@ -121,8 +122,8 @@ def test_value_and_derivatives_match_reference(name, ref, kw, masked):
                 assert np.all(got_finite == finite)
     rows = slice(2, 5)  # includes the -inf logit and (masked) the fully masked row
     w = None if where is None else where[rows]
-    h_fast = jax.hessian(lambda a: jnp.sum(fn(a, t[rows], where=w, **kw)))(z[rows])
-    h_slow = jax.hessian(lambda a: jnp.sum(ref(a, t[rows], where=w, **kw)))(z[rows])
+    h_fast = jax.jit(jax.hessian(lambda a: jnp.sum(fn(a, t[rows], where=w, **kw))))(z[rows])
+    h_slow = jax.jit(jax.hessian(lambda a: jnp.sum(ref(a, t[rows], where=w, **kw))))(z[rows])
     assert np.all(np.isfinite(h_fast))
     np.testing.assert_allclose(h_fast, h_slow, rtol=1e-5, atol=1e-6)
 
@@ -137,7 +138,7 @@ def test_infinite_logits_and_vmap_jit(name, ref, kw):
     q = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.3, 0.0, 0.7]], jnp.float32)
     t = jnp.where(jnp.isfinite(z), z, 0.0) if name == "distillation_loss" else q
     fast = jax.jit(jax.vmap(jax.grad(lambda a, b: fn(a, b, **kw))))(z, t)
-    slow = jax.vmap(jax.grad(lambda a, b: ref(a, b, **kw)))(z, t)
+    slow = jax.jit(jax.vmap(jax.grad(lambda a, b: ref(a, b, **kw))))(z, t)
     assert np.all(np.isfinite(fast))
     np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)
 
@@ -153,7 +154,8 @@ def test_bfloat16_is_computed_in_float32():
     np.testing.assert_allclose(softxent.kl_divergence(z, q), ref_kl(*wide), rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda a: jnp.sum(softxent.softmax_cross_entropy(a, q)))(z)
     assert g.dtype == jnp.bfloat16
-    want = jax.grad(lambda a: jnp.sum(ref_ce(a.astype(jnp.float32), q.astype(jnp.float32))))(z)
+    want = jax.jit(jax.grad(
+        lambda a: jnp.sum(ref_ce(a.astype(jnp.float32), q.astype(jnp.float32)))))(z)
     np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(want, np.float32), atol=1e-2)
 
 
@@ -212,11 +214,11 @@ def test_sigmoid_bce_fast_path_matches_reference(weighted, smoothing):
     np.testing.assert_allclose(fast_rows(*args), slow_rows(*args), rtol=1e-6)
     for transform in (jax.grad, jax.jacfwd):
         for argnum in (0, 1, 2) if weighted else (0, 1):
-            got = transform(fast_rows, argnums=argnum)(*args)
-            want = transform(slow_rows, argnums=argnum)(*args)
+            got = jax.jit(transform(fast_rows, argnums=argnum))(*args)
+            want = jax.jit(transform(slow_rows, argnums=argnum))(*args)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    h_fast = jax.hessian(fast_rows)(*args)
-    h_slow = jax.hessian(slow_rows)(*args)
+    h_fast = jax.jit(jax.hessian(fast_rows))(*args)
+    h_slow = jax.jit(jax.hessian(slow_rows))(*args)
     np.testing.assert_allclose(h_fast, h_slow, rtol=1e-5, atol=1e-6)
     # Infinite logits: values as the reference, slopes finite everywhere.
     np.testing.assert_allclose(
@@ -352,7 +354,8 @@ def test_distillation_derivative_in_the_temperature_matches_reference(masked):
         return jnp.sum(ref_distill(z, t, where=where, temperature=temperature))
 
     for transform in (jax.grad, jax.jacfwd):
-        np.testing.assert_allclose(transform(fast)(2.5), transform(slow)(2.5), rtol=1e-5)
+        np.testing.assert_allclose(jax.jit(transform(fast))(2.5), jax.jit(transform(slow))(2.5),
+                                   rtol=1e-5)
 
 
 @pytest.mark.usefixtures("statistics_path")

@@ -43,7 +43,7 @@ import numpy as np
 import sympy as sp
 
 from .._progress import stage
-from ._engine import Derivation, Step, StepFailed
+from ._engine import Derivation, Step, StepFailed, proves_zero
 from ._loss import SymbolicLoss, registry_symbolic_loss
 from ._parse import ExpressionError, P, Q, probability_symbols
 
@@ -123,18 +123,6 @@ def _has_sign(expr: sp.Expr, sign: str) -> bool:
         return getattr(expanded, attribute) is True
     if sign in ("negative", "nonpositive") and denominator.is_positive:
         return getattr(expanded, attribute) is True
-    return False
-
-
-def _reduces_to_zero(expr: sp.Expr) -> bool:
-    for transform in (sp.cancel, sp.together, lambda e: sp.expand(sp.expand_log(e, force=True)),
-                      sp.simplify):
-        try:
-            reduced = transform(expr)
-        except (TypeError, ValueError, NotImplementedError):
-            continue
-        if reduced == 0 or reduced.is_zero is True:
-            return True
     return False
 
 
@@ -590,7 +578,7 @@ class _Simplex:
                 return None
         g = self.grad[0].xreplace(rename[0])
         for i in range(1, self.k):
-            if not _reduces_to_zero(self.grad[i].xreplace(rename[i]) - g):
+            if not proves_zero(self.grad[i].xreplace(rename[i]) - g):
                 return None
         for i in range(self.k):
             back = {P: self.p[i], Q: self.q[i]}
@@ -694,7 +682,7 @@ class _Simplex:
 
         def stationary_step() -> None:
             for i, diff in enumerate(differences):
-                if not _reduces_to_zero(diff):
+                if not proves_zero(diff):
                     diff = diff.xreplace(constraint)
                 d.identity(f"KKT at p = q: ∂ℓ/∂p{i + 1} − ∂ℓ/∂p{k} = 0 (one multiplier λ)",
                            diff, sp.Integer(0), "substituted p = q, Σ q = 1; simplifies to 0")
@@ -809,8 +797,8 @@ class _Simplex:
                 continue
             try:
                 with _time_limit(SYMBOLIC_SECONDS):
-                    multiplicative = _reduces_to_zero(sp.diff(sp.log(s), Q, lam))
-                    additive = not multiplicative and _reduces_to_zero(sp.diff(s, Q, lam))
+                    multiplicative = proves_zero(sp.diff(sp.log(s), Q, lam))
+                    additive = not multiplicative and proves_zero(sp.diff(s, Q, lam))
                     r = sp.simplify(s.subs(lam, lam0))
             except _OutOfTime:
                 continue
@@ -873,8 +861,8 @@ class _Simplex:
                     continue
                 try:
                     with _time_limit(SYMBOLIC_SECONDS):
-                        multiplicative = _reduces_to_zero(sp.diff(sp.log(s), P, lam))
-                        additive = not multiplicative and _reduces_to_zero(sp.diff(s, P, lam))
+                        multiplicative = proves_zero(sp.diff(sp.log(s), P, lam))
+                        additive = not multiplicative and proves_zero(sp.diff(s, P, lam))
                         r = sp.simplify(s.subs(lam, lam0))
                 except _OutOfTime:
                     continue
@@ -896,7 +884,7 @@ class _Simplex:
                     return f"q_i = {shown.replace('p*', 'p*_i')} + c, c fixed by Σ q = 1"
         linear = _attempt(lambda: self.d.holds(
             "The loss is linear in q (an expected score): ∂²ℓ/∂q_i∂q_j = 0",
-            lambda: all(_reduces_to_zero(sp.diff(self.expr, qi, qj))
+            lambda: all(proves_zero(sp.diff(self.expr, qi, qj))
                         for qi, qj in itertools.combinations_with_replacement(self.q, 2)),
             how="differentiated by SymPy"), seconds=2 * SYMBOLIC_SECONDS)
         if linear:

@@ -31,10 +31,11 @@ class Step:
     how: str
 
 
-def _is_zero(expr: sp.Basic) -> bool:
-    """True only if SymPy proves ``expr == 0`` (simplification, then expansion)."""
-    for transform in (sp.simplify, lambda e: sp.expand(sp.expand_log(e, force=True)),
-                      sp.cancel, sp.together, sp.powsimp):
+def proves_zero(expr: sp.Basic) -> bool:
+    """True only if SymPy proves ``expr == 0``: the cheap rewritings first (rational
+    functions, expanded logarithms, powers), ``simplify`` last."""
+    for transform in (sp.cancel, sp.together, lambda e: sp.expand(sp.expand_log(e, force=True)),
+                      sp.powsimp, sp.simplify):
         try:
             reduced = transform(expr)
         except (TypeError, ValueError, NotImplementedError):
@@ -61,7 +62,7 @@ class Derivation:
 
     def identity(self, claim: str, lhs: sp.Basic, rhs: sp.Basic, how: str = "") -> sp.Basic:
         """``lhs == rhs``, checked by reducing ``lhs - rhs`` to 0."""
-        if not _is_zero(lhs - rhs):
+        if not proves_zero(lhs - rhs):
             raise StepFailed(f"{self.title}: {claim}: SymPy could not reduce "
                              f"({sp.sstr(lhs)}) - ({sp.sstr(rhs)}) to 0")
         self.steps.append(Step(claim, lhs, "=", rhs, how or "lhs - rhs simplifies to 0"))
@@ -71,7 +72,7 @@ class Derivation:
                    order: int = 1, of: str = "ℓ") -> sp.Basic:
         """d^order expr / d var^order equals ``claimed``, checked by differentiating."""
         computed = sp.diff(expr, var, order)
-        if not _is_zero(computed - claimed):
+        if not proves_zero(computed - claimed):
             raise StepFailed(f"{self.title}: {claim}: d/d{var} gives {sp.sstr(computed)}, "
                              f"not {sp.sstr(claimed)}")
         lhs = sp.Derivative(sp.Symbol(of), var, order)
@@ -92,7 +93,7 @@ class Derivation:
             raise StepFailed(f"{self.title}: {claim}: solve gives {found}, expected "
                              f"{list(expected)}")
         for s in expected:
-            if not _is_zero(equation.subs(var, s)):
+            if not proves_zero(equation.subs(var, s)):
                 raise StepFailed(f"{self.title}: {claim}: {var} = {s} does not satisfy it")
         self.steps.append(Step(claim, equation, "= 0 ⇔", sp.Eq(var, expected[0])
                                if len(expected) == 1 else sp.FiniteSet(*expected),
