@@ -32,13 +32,29 @@ from .losses import (
     sigmoid_focal_loss,
     softmax_cross_entropy,
 )
+from .losses._chunked import (
+    chunked_distillation_loss,
+    chunked_generalized_js_divergence,
+    chunked_reverse_kl_distillation_loss,
+    chunked_softmax_cross_entropy,
+    chunked_softmax_cross_entropy_with_integer_labels,
+    chunked_sparse_distillation_loss,
+    linear_distillation_loss,
+    linear_generalized_js_divergence,
+    linear_reverse_kl_distillation_loss,
+    linear_softmax_cross_entropy,
+    linear_softmax_cross_entropy_with_integer_labels,
+    linear_sparse_distillation_loss,
+)
 from .losses._export import Param, export_loss, is_exported
+from .losses._integer import softmax_cross_entropy_with_integer_labels
+from .losses._sparse import sparse_distillation_loss
 
 InputKind = Literal["logits", "probabilities", "hidden"]
-TargetKind = Literal["probabilities", "logits", "hidden"]
+TargetKind = Literal["probabilities", "logits", "hidden", "labels", "top_k"]
 Link = Literal["softmax", "sigmoid", "none"]
 Output = Literal["per_example", "per_component"]
-Family = Literal["dense", "chunked", "linear"]
+Family = Literal["dense", "sparse", "chunked", "linear"]
 
 
 def references_of(doc: str | None) -> tuple[str, ...]:
@@ -112,10 +128,15 @@ class LossSpec:
         ``reduction=`` argument of every loss then keeps, averages or sums it.)
       summary: a one-line description.
       targets: whether the second argument is target ``"probabilities"``,
-        (for distillation) teacher ``"logits"``, or teacher ``"hidden"`` states.
+        (for distillation) teacher ``"logits"``, teacher ``"hidden"`` states,
+        integer class ``"labels"``, or a teacher's ``"top_k"`` classes (then
+        their log-probabilities come third).
       family: ``"dense"`` for the losses on whole arrays of logits or
-        probabilities; ``"chunked"`` and ``"linear"`` for their large-vocabulary
-        forms, over row chunks or from hidden states and an output matrix.
+        probabilities with targets of the same shape (every tool takes
+        these); ``"sparse"`` for whole logits with targets given as class
+        indices (integer labels, top-k teachers); ``"chunked"`` and
+        ``"linear"`` for the large-vocabulary forms, over row chunks or from
+        hidden states and an output matrix.
       symbolic: an optional symbolic twin of the loss, kept for
         :mod:`softxent.symbolic`; the registry does not look inside it.
       name: the function's name, e.g. ``"softmax_cross_entropy"``.
@@ -261,6 +282,133 @@ _BUILT_IN = (
         output="per_example",
         summary="Hinton's distillation loss T^2 KL(softmax(t/T) || softmax(s/T)); teacher frozen",
     ),
+    LossSpec(
+        softmax_cross_entropy_with_integer_labels,
+        input="logits",
+        targets="labels",
+        link="softmax",
+        output="per_example",
+        family="sparse",
+        summary="PyTorch's cross-entropy on class indices: smoothing, ignore_index, weights",
+    ),
+    LossSpec(
+        sparse_distillation_loss,
+        input="logits",
+        targets="top_k",
+        link="softmax",
+        output="per_example",
+        family="sparse",
+        summary="distillation from a teacher's top-k log-probabilities (renormalised, or a "
+                "tail bucket)",
+    ),
+    LossSpec(
+        chunked_softmax_cross_entropy,
+        input="logits",
+        targets="probabilities",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="softmax_cross_entropy by row chunks: temporaries set by the chunk",
+    ),
+    LossSpec(
+        chunked_distillation_loss,
+        input="logits",
+        targets="logits",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="distillation_loss by row chunks",
+    ),
+    LossSpec(
+        chunked_softmax_cross_entropy_with_integer_labels,
+        input="logits",
+        targets="labels",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="integer-label cross-entropy by row chunks",
+    ),
+    LossSpec(
+        chunked_sparse_distillation_loss,
+        input="logits",
+        targets="top_k",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="top-k teacher distillation by row chunks",
+    ),
+    LossSpec(
+        chunked_generalized_js_divergence,
+        input="logits",
+        targets="logits",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="generalized JSD by row chunks; beta 0: KL(P || Q), 1: KL(Q || P)",
+    ),
+    LossSpec(
+        chunked_reverse_kl_distillation_loss,
+        input="logits",
+        targets="logits",
+        link="softmax",
+        output="per_example",
+        family="chunked",
+        summary="T^2 KL(student || teacher) distillation by row chunks",
+    ),
+    LossSpec(
+        linear_softmax_cross_entropy,
+        input="hidden",
+        targets="probabilities",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="soft-target cross-entropy of hidden @ weight + bias, no N x V logits",
+    ),
+    LossSpec(
+        linear_distillation_loss,
+        input="hidden",
+        targets="hidden",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="distillation between two models' hidden states, no N x V logits",
+    ),
+    LossSpec(
+        linear_softmax_cross_entropy_with_integer_labels,
+        input="hidden",
+        targets="labels",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="integer-label cross-entropy of hidden @ weight + bias, no N x V logits",
+    ),
+    LossSpec(
+        linear_sparse_distillation_loss,
+        input="hidden",
+        targets="top_k",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="top-k teacher distillation into hidden @ weight + bias, no N x V array",
+    ),
+    LossSpec(
+        linear_generalized_js_divergence,
+        input="hidden",
+        targets="hidden",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="generalized JSD between two models' hidden states, no N x V logits",
+    ),
+    LossSpec(
+        linear_reverse_kl_distillation_loss,
+        input="hidden",
+        targets="hidden",
+        link="softmax",
+        output="per_example",
+        family="linear",
+        summary="T^2 KL(student || teacher) from hidden states, no N x V logits",
+    ),
 )
 
 _REGISTRY: dict[str, LossSpec] = {}
@@ -363,16 +511,26 @@ def list_losses(
     ]
 
 
-def get_loss(name: str) -> LossSpec:
-    """The registry entry for ``name``, of any family; a ``KeyError`` suggests close names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+def get_loss(name: str, *, family: Family | None = None) -> LossSpec:
+    """The registry entry for ``name``; a ``KeyError`` suggests close names.
+
+    ``family=None`` finds a loss of any family. A tool that can only use one
+    family (most take ``"dense"`` losses: logits or probabilities and targets of
+    the same shape) passes it, and a loss of another family is a ``KeyError``
+    saying which family it is in.
+    """
+    known = list(_REGISTRY) if family is None else loss_names(family=family)
+    spec = _REGISTRY.get(name)
+    if spec is not None and (family is None or spec.family == family):
+        return spec
+    if spec is not None:
         raise KeyError(
-            f"unknown loss {name!r}{hint} (known: {', '.join(_REGISTRY)})"
-        ) from None
+            f"loss {name!r} is of the {spec.family!r} family; expected a loss of the "
+            f"{family!r} family (those: {', '.join(known)})"
+        )
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise KeyError(f"unknown loss {name!r}{hint} (known: {', '.join(known)})") from None
 
 
 def loss_names(*, family: Family | None = "dense") -> list[str]:

@@ -173,7 +173,9 @@ def test_cli_lists_losses_as_json():
     out = subprocess.run([sys.executable, "-m", "softxent", "losses", "--json"],
                          capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)
-    assert [r["loss"] for r in rows] == softxent.loss_names()
+    assert [r["loss"] for r in rows] == softxent.loss_names(family=None)
+    assert {r["family"] for r in rows} == {"dense", "sparse", "chunked", "linear"}
+    assert [r["loss"] for r in rows if r["family"] == "dense"] == softxent.loss_names()
     focal = next(r for r in rows if r["loss"] == "focal_cross_entropy")
     assert focal["params"] == {"gamma": 2.0}
 

@@ -79,6 +79,7 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
         "softmax_cross_entropy": jax.nn.softmax(jax.random.normal(key_o, (10, 12)), axis=-1),
         "distillation_loss": jax.random.normal(key_o, (10, 6)),
         speed.INTEGER_LABELS: jax.random.randint(key_o, (10,), 0, 12).at[::4].set(-100),
+        "sparse_distillation_loss": speed.sparse_teacher(key_o, 10, 12),
     }
     for loss in speed.LARGE_VOCAB_LOSSES:
         results = [

@@ -80,7 +80,8 @@ def test_register_loss_works_as_a_decorator():
                               r"got 'class'"),
         ({"link": "tanh"}, r"link must be one of \('softmax', 'sigmoid', 'none'\), got 'tanh'"),
         ({"input": "scores"}, r"input must be one of .*got 'scores'"),
-        ({"family": "sparse"}, r"family must be one of \('dense', 'chunked', 'linear'\)"),
+        ({"family": "blocked"}, r"family must be one of \('dense', 'sparse', 'chunked', "
+                                r"'linear'\), got 'blocked'"),
         ({"summary": ""}, r"summary must be a non-empty string"),
     ],
 )
@@ -117,9 +118,43 @@ def test_a_name_is_registered_once_and_built_ins_stay(registered):
 def test_other_families_are_listed_only_when_asked_for(registered):
     registered(total_variation, family="chunked")
     assert "total_variation" not in softxent.loss_names()
-    assert [s.name for s in softxent.list_losses(family="chunked")] == ["total_variation"]
+    assert [s.name for s in softxent.list_losses(family="chunked")][-1] == "total_variation"
     assert softxent.loss_names(family=None)[-1] == "total_variation"
     assert softxent.get_loss("total_variation").family == "chunked"
+
+
+LARGE_VOCABULARY = ("softmax_cross_entropy", "distillation_loss",
+                   "softmax_cross_entropy_with_integer_labels", "sparse_distillation_loss",
+                   "generalized_js_divergence", "reverse_kl_distillation_loss")
+
+
+def test_every_family_is_in_the_table_and_the_tools_default_to_dense():
+    """The sparse, chunked and linear forms are registered (exported, with their params and
+    references); list_losses() stays dense, and a tool asking for a dense loss by name
+    hears which family a large-vocabulary form is in."""
+    families = {f: softxent.loss_names(family=f) for f in ("sparse", "chunked", "linear")}
+    assert families == {
+        "sparse": ["softmax_cross_entropy_with_integer_labels", "sparse_distillation_loss"],
+        "chunked": [f"chunked_{name}" for name in LARGE_VOCABULARY],
+        "linear": [f"linear_{name}" for name in LARGE_VOCABULARY],
+    }
+    assert all(s.family == "dense" for s in softxent.list_losses())
+    for name in sum(families.values(), []):
+        spec = softxent.get_loss(name)
+        assert spec.fn is getattr(softxent, name) and spec.references
+        assert spec.input == ("hidden" if spec.family == "linear" else "logits")
+    assert softxent.get_loss("linear_generalized_js_divergence").params[0].name == "beta"
+    with pytest.raises(KeyError, match=r"loss 'chunked_distillation_loss' is of the 'chunked' "
+                                       r"family; expected a loss of the 'dense' family"):
+        softxent.get_loss("chunked_distillation_loss", family="dense")
+    with pytest.raises(KeyError, match=r"unknown loss 'linear_distilation_loss'; did you mean "
+                                       r"'linear_distillation_loss'"):
+        softxent.get_loss("linear_distilation_loss", family="linear")
+    # Exported: parameters checked before any work, the same message as a dense loss.
+    with pytest.raises(ValueError, match=r"linear_generalized_js_divergence: beta must be in "
+                                         r"\[0, 1\], got 1.5"):
+        softxent.linear_generalized_js_divergence(
+            jnp.zeros((2, 3)), jnp.zeros((3, 4)), jnp.zeros((2, 3)), jnp.zeros((3, 4)), beta=1.5)
 
 
 def test_references_are_the_docstring_entries():

@@ -33,7 +33,7 @@ def _standardisation(x: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.n
 
 def softmax_loss(name: str) -> LossSpec:
     """A registry loss usable to fit a distribution: softmax link, probability targets."""
-    spec = get_loss(name)
+    spec = get_loss(name, family="dense")
     if spec.link != "softmax" or spec.targets != "probabilities" or spec.input != "logits":
         raise ValueError(f"--loss {name!r} cannot fit a label distribution: it needs a softmax "
                          f"loss on logits with probability targets (this one is "

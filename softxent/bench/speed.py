@@ -361,7 +361,10 @@ def large_vocab_markdown(rows: list[dict[str, Any]]) -> str:
 # per-example output (the backward pass recomputes each chunk's logits), and
 # "linear_mean" the same with reduction="mean" (gradients made in the forward pass).
 LARGE_VOCAB_LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "distillation_loss",
-                                       INTEGER_LABELS)
+                                       INTEGER_LABELS, "sparse_distillation_loss")
+# The sparse teacher's classes per row (at most V / 2, so a tail is left), holding
+# SPARSE_MASS of the teacher's probability.
+SPARSE_TOP_K, SPARSE_MASS = 64, 0.9
 LARGE_VOCAB_IMPLS: tuple[str, ...] = ("unfused", "linear", "linear_mean")
 LARGE_VOCAB_SHAPE: tuple[int, int, int] = (2048, 256, 32000)
 
@@ -382,8 +385,9 @@ class LargeVocabResult:
 
 def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.Array]:
     """Mean loss of ``(hidden, weight, other)``; ``other`` is the soft targets, the
-    teacher's hidden states (the teacher's output matrix is the student's) or the
-    class indices (smoothing and ignore_index as in the dense case)."""
+    teacher's hidden states (the teacher's output matrix is the student's), the
+    class indices (smoothing and ignore_index as in the dense case) or a top-k
+    teacher's ``(indices, log_probs)`` (the tail bucket)."""
     import softxent
 
     if impl not in LARGE_VOCAB_IMPLS:
@@ -410,7 +414,25 @@ def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.A
         summed = "sum" if impl == "linear_mean" else "none"
         return lambda h, w, y: jnp.sum(softxent.linear_softmax_cross_entropy_with_integer_labels(
             h, w, y, chunk_size=chunk_size, reduction=summed, **options)) / h.shape[0]
+    if loss == "sparse_distillation_loss":
+        options = {"temperature": TEMPERATURE, "tail": "bucket"}
+        if impl == "unfused":
+            return lambda h, w, top: jnp.mean(softxent.sparse_distillation_loss(
+                h @ w, *top, **options))
+        return lambda h, w, top: jnp.mean(softxent.linear_sparse_distillation_loss(
+            h, w, *top, chunk_size=chunk_size, reduction=reduction, **options))
     raise ValueError(f"loss must be one of {LARGE_VOCAB_LOSSES}, got {loss!r}")
+
+
+def sparse_teacher(key: jax.Array, n: int, v: int) -> tuple[jax.Array, jax.Array]:
+    """A top-k teacher made in O(N k): distinct classes per row (a run of k from a random
+    start) and log-probabilities holding ``SPARSE_MASS``."""
+    k = min(SPARSE_TOP_K, max(1, v // 2))
+    key_start, key_mass = jax.random.split(key)
+    start = jax.random.randint(key_start, (n, 1), 0, v)
+    indices = (start + jnp.arange(k)) % v
+    log_probs = jax.nn.log_softmax(2 * jax.random.normal(key_mass, (n, k)), axis=-1)
+    return indices, log_probs + jnp.log(SPARSE_MASS)
 
 
 def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_size: int,
@@ -423,11 +445,14 @@ def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_si
     weight = (jax.random.normal(kw, (d, v), jnp.float32) * d**-0.5).astype(dtype)
     if loss == INTEGER_LABELS:
         other = jax.random.randint(ko, (n,), 0, v).at[::8].set(IGNORE_INDEX)
+    elif loss == "sparse_distillation_loss":
+        indices, log_probs = sparse_teacher(ko, n, v)
+        other = (indices, log_probs.astype(dtype))
     elif loss == "softmax_cross_entropy":
         other = jax.nn.softmax(2 * jax.random.normal(ko, (n, v), jnp.float32), axis=-1)
     else:
         other = jax.random.normal(ko, (n, d), jnp.float32)
-    if loss != INTEGER_LABELS:
+    if loss not in (INTEGER_LABELS, "sparse_distillation_loss"):
         other = other.astype(dtype)
     compiled, temp, peak = {}, {}, {}
     for impl in impls:

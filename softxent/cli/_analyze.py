@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from .._registry import get_loss
 
-            get_loss(args.name)
+            get_loss(args.name, family="dense")
             subject, values = args.name, params
         if target is not None and args.classes is not None and args.kind != "elementwise" \
                 and len(target) != args.classes:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         overrides = parse_overrides(args.set)
         for name in args.loss or []:
-            get_loss(name)
+            get_loss(name, family="dense")
     except (ValueError, KeyError) as err:
         return _fail(str(err.args[0]))
     from .._progress import bar

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_iter < 1:
         return _fail(f"--max-iter must be at least 1, got {args.max_iter}")
     try:
-        get_loss(args.loss)
+        get_loss(args.loss, family="dense")
         softmax_loss(args.loss)
     except (KeyError, ValueError) as err:
         return _fail(str(err.args[0]))

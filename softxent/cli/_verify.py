@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name in args.loss or []:
         try:
-            get_loss(name)
+            get_loss(name, family="dense")
         except KeyError as err:
             print(f"softxent verify: {err.args[0]}", file=sys.stderr)
             return 2

@@ -65,7 +65,7 @@ class LossEntry:
         """The loss's :class:`softxent.LossSpec` from the registry."""
         from .. import get_loss
 
-        return get_loss(self.name)
+        return get_loss(self.name, family="dense")
 
 
 @table

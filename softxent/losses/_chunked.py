@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from .._validation import (
@@ -31,16 +32,25 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
+from ._export import Param, export_loss
 from ._integer import check_labels, cross_entropy_with_integer_labels
 from ._softmax import distillation_loss, softmax_cross_entropy
 from ._sparse import (
     TEMPERATURE,
     check_sparse_teacher,
+    check_sparse_values,
     check_tail,
     sparse_distillation_dtype,
     sparse_teacher_kl,
 )
 from ._teacher_divergences import BETA, generalized_js_rows, reverse_kl_rows
+
+_SMOOTHING = Param(
+    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
+)
+# The generalized JSD softens both models and, as Liger Kernel's, applies no T**2.
+_SOFTENING = Param("temperature", 1.0, 0.0, None, low_open=True,
+                   doc="temperature T dividing both models' logits")
 
 
 def _check_chunk(name: str, chunk_size: int) -> int:
@@ -93,8 +103,6 @@ def _reduced_linear_loss(
     """
     n = hidden.shape[0]
     chunk_size = min(chunk_size, max(n, 1))
-    # Padded rows have zero hidden state; a zero row weight keeps them out.
-    row_weight = _split_rows(jnp.ones((n,), jnp.float32), chunk_size)
     scale = 1.0 / max(n, 1) if reduction == "mean" else 1.0
 
     def chunk_total(logits, o, c, keep):
@@ -106,6 +114,11 @@ def _reduced_linear_loss(
 
     def split(o):
         return jax.tree.map(lambda x: _split_rows(x, chunk_size), o)
+
+    def row_weight():
+        # Padded rows have zero hidden state; a zero row weight keeps them out. Made
+        # where it is used: the custom_vjp's functions cannot close over a traced array.
+        return _split_rows(jnp.ones((n,), jnp.float32), chunk_size)
 
     def forward_pass(h, w, b, o, c):
         def body(sums, chunk):
@@ -119,7 +132,7 @@ def _reduced_linear_loss(
                 d_bias = d_bias + jnp.sum(d_logits.astype(accumulate), axis=0)
             return (d_weight, d_bias), (total, d_logits @ w.T)
 
-        chunks = (_split_rows(h, chunk_size), split(o), row_weight)
+        chunks = (_split_rows(h, chunk_size), split(o), row_weight())
         zero_bias = None if b is None else jnp.zeros(b.shape, accumulate)
         initial = (jnp.zeros(w.shape, accumulate), zero_bias)
         (d_weight, d_bias), (totals, d_hidden) = jax.lax.scan(body, initial, chunks)
@@ -130,7 +143,7 @@ def _reduced_linear_loss(
         def chunk_loss(args):
             return chunk_total(_linear_logits(args[0], w, b), args[1], c, args[2])
 
-        chunks = (_split_rows(h, chunk_size), split(o), row_weight)
+        chunks = (_split_rows(h, chunk_size), split(o), row_weight())
         return scale * jnp.sum(jax.lax.map(jax.checkpoint(chunk_loss), chunks))
 
     @jax.custom_vjp
@@ -198,6 +211,7 @@ def _chunk_mask(rows: tuple, shared: jax.Array | None, shape: tuple[int, ...]) -
     return None if shared is None else jnp.broadcast_to(shared, shape)
 
 
+@export_loss((_SMOOTHING,))
 def chunked_softmax_cross_entropy(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -251,6 +265,7 @@ def chunked_softmax_cross_entropy(
     return _reduce(_map_row_chunks(per_chunk, chunk_size, logits, targets, *rows), reduction)
 
 
+@export_loss((TEMPERATURE,))
 def chunked_distillation_loss(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
@@ -300,6 +315,7 @@ def chunked_distillation_loss(
     return _reduce(_map_row_chunks(per_chunk, chunk_size, student, teacher, *rows), reduction)
 
 
+@export_loss((_SMOOTHING,))
 def chunked_softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -400,6 +416,7 @@ def _integer_row_weights(
     return row, jnp.where(total != 0, total, jnp.inf)  # 0 / inf = 0: no row kept
 
 
+@export_loss((_SMOOTHING,))
 def linear_softmax_cross_entropy(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -459,6 +476,7 @@ def linear_softmax_cross_entropy(
     )
 
 
+@export_loss((TEMPERATURE,))
 def linear_distillation_loss(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -516,10 +534,12 @@ def linear_distillation_loss(
     teacher_bias = _check_bias(name, teacher_bias, teacher_weight)
 
     def row_loss(logits: jax.Array, th: jax.Array, teacher: tuple) -> jax.Array:
-        tw, tb = teacher
-        return distillation_loss(logits, _linear_logits(th, tw, tb), temperature=temperature)
+        tw, tb, t = teacher
+        return distillation_loss(logits, _linear_logits(th, tw, tb), temperature=t)
 
-    teacher = (teacher_weight, teacher_bias)
+    # The temperature is an argument of the reduced form's custom_vjp, which cannot
+    # close over a traced value (under jit it is one).
+    teacher = (teacher_weight, teacher_bias, jnp.asarray(temperature))
     if reduction != "none":
         return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
                                     teacher_hidden, teacher)
@@ -529,6 +549,7 @@ def linear_distillation_loss(
     )
 
 
+@export_loss((_SMOOTHING,))
 def linear_softmax_cross_entropy_with_integer_labels(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -595,17 +616,16 @@ def linear_softmax_cross_entropy_with_integer_labels(
         name, hidden.shape[0], labels, example_weights, reduction, ignore_index, class_weights,
         jnp.dtype(jnp.float32) if jnp.finfo(weight.dtype).bits < 32 else weight.dtype,
     )
-    options = dict(label_smoothing=label_smoothing, ignore_index=ignore_index)
-
     def row_loss(logits: jax.Array, rows: tuple, constants: tuple) -> jax.Array:
-        (y, r), (w, denominator) = rows, constants
+        (y, r), (w, denominator, smoothing) = rows, constants
         losses, _ = cross_entropy_with_integer_labels(
             name, logits, y, -1, None, example_weights=r / denominator, class_weights=w,
-            **options)
+            label_smoothing=smoothing, ignore_index=ignore_index)
         return losses
 
+    # Arguments, not closures, of the reduced form's custom_vjp (traced under jit).
     constants = (class_weights if class_weights is None else jnp.asarray(class_weights),
-                 denominator)
+                 denominator, jnp.asarray(label_smoothing))
     if reduction != "none":
         return _reduced_linear_loss(row_loss, "sum", chunk_size, hidden, weight, bias,
                                     (labels, row_weight), constants)
@@ -615,11 +635,19 @@ def linear_softmax_cross_entropy_with_integer_labels(
     )
 
 
+def _check_linear_sparse_values(hidden: ArrayLike, weight: ArrayLike, teacher_indices: ArrayLike,
+                                teacher_log_probs: ArrayLike, **_: object) -> None:
+    """``check_sparse_values`` for the linear form, whose logits would be [N, V]."""
+    h, w = np.shape(hidden), np.shape(weight)
+    if len(h) == 2 and len(w) == 2:
+        check_sparse_teacher("linear_sparse_distillation_loss", (h[0], w[1]), teacher_indices,
+                             teacher_log_probs, logits_name="hidden @ weight")
+
+
 def _sparse_teacher(fn: str, logits_shape: tuple[int, ...], indices: ArrayLike,
                     log_probs: ArrayLike, temperature: ArrayLike, tail: str,
                     logits_name: str) -> tuple:
     tail_mode = check_tail(fn, tail)
-    TEMPERATURE.validate(fn, temperature)
     if len(logits_shape) != 2:
         raise ValueError(f"{fn}: {logits_name} must be [N, V], got shape {tuple(logits_shape)}")
     indices, log_probs = check_sparse_teacher(fn, logits_shape, indices, log_probs,
@@ -627,17 +655,19 @@ def _sparse_teacher(fn: str, logits_shape: tuple[int, ...], indices: ArrayLike,
     return indices, log_probs, tail_mode
 
 
-def _sparse_row_loss(tail, temperature):
-    def row_loss(logits: jax.Array, teacher: tuple, _: object) -> jax.Array:
+def _sparse_row_loss(tail):
+    def row_loss(logits: jax.Array, teacher: tuple, temperature: jax.Array) -> jax.Array:
         indices, log_probs = teacher
         dtype = sparse_distillation_dtype(logits, log_probs)
-        t = jnp.asarray(temperature).astype(dtype)
+        t = temperature.astype(dtype)
         return t**2 * sparse_teacher_kl(logits.astype(dtype) / t, indices, log_probs, tail,
                                         dtype)
 
     return row_loss
 
 
+@export_loss((TEMPERATURE,),
+             check=check_sparse_values("chunked_sparse_distillation_loss"))
 def chunked_sparse_distillation_loss(
     student_logits: ArrayLike,
     teacher_indices: ArrayLike,
@@ -698,15 +728,16 @@ def chunked_sparse_distillation_loss(
     indices, log_probs, tail_mode = _sparse_teacher(
         name, student.shape, teacher_indices, teacher_log_probs, temperature, tail,
         "student_logits")
-    row_loss = _sparse_row_loss(tail_mode, temperature)
+    row_loss = _sparse_row_loss(tail_mode)
 
     def per_chunk(s: jax.Array, i: jax.Array, lq: jax.Array) -> jax.Array:
-        return row_loss(s, (i, lq), None)
+        return row_loss(s, (i, lq), jnp.asarray(temperature))
 
     return _reduce(_map_row_chunks(per_chunk, chunk_size, student, indices, log_probs),
                    reduction)
 
 
+@export_loss((TEMPERATURE,), check=_check_linear_sparse_values)
 def linear_sparse_distillation_loss(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -778,30 +809,32 @@ def linear_sparse_distillation_loss(
     indices, log_probs, tail_mode = _sparse_teacher(
         name, (hidden.shape[0], weight.shape[1]), teacher_indices, teacher_log_probs,
         temperature, tail, "hidden @ weight")
-    row_loss = _sparse_row_loss(tail_mode, temperature)
+    row_loss = _sparse_row_loss(tail_mode)
     if reduction != "none":
         return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
-                                    (indices, log_probs), None)
+                                    (indices, log_probs), jnp.asarray(temperature))
     return _map_row_chunks(
-        lambda h, i, lq: row_loss(_linear_logits(h, weight, bias), (i, lq), None),
+        lambda h, i, lq: row_loss(_linear_logits(h, weight, bias), (i, lq),
+                                  jnp.asarray(temperature)),
         chunk_size, hidden, indices, log_probs,
     )
 
 
-def _teacher_row_loss(row: Callable[[jax.Array, jax.Array], jax.Array], temperature: ArrayLike,
-                      squared: bool) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """``row(s / T, t / T)`` in the compute dtype, times ``T**2`` if ``squared``."""
+def _teacher_row_loss(row: Callable[..., jax.Array], squared: bool) -> Callable[..., jax.Array]:
+    """``loss(s, t, (T, *options))``: ``row(s / T, t / T, *options)`` in the compute dtype,
+    times ``T**2`` if ``squared``. The parameters are an argument, not a closure, so that
+    the reduced linear form's custom_vjp can take them traced."""
 
-    def loss(s: jax.Array, t: jax.Array) -> jax.Array:
+    def loss(s: jax.Array, t: jax.Array, parameters: tuple) -> jax.Array:
         dtype = compute_dtype(s.dtype, t.dtype)
-        temp = jnp.asarray(temperature).astype(dtype)
-        value = row(s.astype(dtype) / temp, t.astype(dtype) / temp)
-        return temp**2 * value if squared else value
+        temperature, *options = (p.astype(dtype) for p in parameters)
+        value = row(s.astype(dtype) / temperature, t.astype(dtype) / temperature, *options)
+        return temperature**2 * value if squared else value
 
     return loss
 
 
-def _chunked_teacher_loss(name: str, row_loss, student_logits: ArrayLike,
+def _chunked_teacher_loss(name: str, row_loss, parameters: tuple, student_logits: ArrayLike,
                           teacher_logits: ArrayLike, chunk_size: int, reduction: str):
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
@@ -813,10 +846,12 @@ def _chunked_teacher_loss(name: str, row_loss, student_logits: ArrayLike,
             f"{name}: student_logits and teacher_logits must both be [N, V], got shapes "
             f"{tuple(student.shape)} and {tuple(teacher.shape)}"
         )
-    return _reduce(_map_row_chunks(row_loss, chunk_size, student, teacher), reduction)
+    return _reduce(_map_row_chunks(lambda s, t: row_loss(s, t, parameters), chunk_size,
+                                   student, teacher), reduction)
 
 
-def _linear_teacher_loss(name: str, row_loss, hidden: ArrayLike, weight: ArrayLike,
+def _linear_teacher_loss(name: str, row_loss, parameters: tuple, hidden: ArrayLike,
+                         weight: ArrayLike,
                          teacher_hidden: ArrayLike, teacher_weight: ArrayLike,
                          bias: ArrayLike | None, teacher_bias: ArrayLike | None,
                          chunk_size: int, reduction: str):
@@ -841,10 +876,10 @@ def _linear_teacher_loss(name: str, row_loss, hidden: ArrayLike, weight: ArrayLi
     teacher_bias = _check_bias(name, teacher_bias, teacher_weight)
 
     def row(logits: jax.Array, th: jax.Array, teacher: tuple) -> jax.Array:
-        tw, tb = teacher
-        return row_loss(logits, _linear_logits(th, tw, tb))
+        tw, tb, p = teacher
+        return row_loss(logits, _linear_logits(th, tw, tb), p)
 
-    teacher = (teacher_weight, teacher_bias)
+    teacher = (teacher_weight, teacher_bias, parameters)
     if reduction != "none":
         return _reduced_linear_loss(row, reduction, chunk_size, hidden, weight, bias,
                                     teacher_hidden, teacher)
@@ -854,16 +889,11 @@ def _linear_teacher_loss(name: str, row_loss, hidden: ArrayLike, weight: ArrayLi
     )
 
 
-def _generalized_js(name: str, beta: ArrayLike, temperature: ArrayLike):
-    BETA.validate(name, beta)
-    TEMPERATURE.validate(name, temperature)
-
-    def row(s: jax.Array, t: jax.Array) -> jax.Array:
-        return generalized_js_rows(s, t, jnp.asarray(beta).astype(s.dtype))
-
-    return _teacher_row_loss(row, temperature, squared=False)
+_GENERALIZED_JS = _teacher_row_loss(generalized_js_rows, squared=False)
+_REVERSE_KL = _teacher_row_loss(reverse_kl_rows, squared=True)
 
 
+@export_loss((BETA, _SOFTENING))
 def chunked_generalized_js_divergence(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
@@ -914,10 +944,12 @@ def chunked_generalized_js_divergence(
       Hsu et al., Liger Kernel, arXiv:2410.10989, 2024 (``LigerFusedLinearJSD``).
     """
     name = "chunked_generalized_js_divergence"
-    return _chunked_teacher_loss(name, _generalized_js(name, beta, temperature),
+    return _chunked_teacher_loss(name, _GENERALIZED_JS,
+                                 (jnp.asarray(temperature), jnp.asarray(beta)),
                                  student_logits, teacher_logits, chunk_size, reduction)
 
 
+@export_loss((BETA, _SOFTENING))
 def linear_generalized_js_divergence(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -976,16 +1008,13 @@ def linear_generalized_js_divergence(
       Hsu et al., Liger Kernel, arXiv:2410.10989, 2024 (``LigerFusedLinearJSD``).
     """
     name = "linear_generalized_js_divergence"
-    return _linear_teacher_loss(name, _generalized_js(name, beta, temperature), hidden, weight,
+    return _linear_teacher_loss(name, _GENERALIZED_JS,
+                                (jnp.asarray(temperature), jnp.asarray(beta)), hidden, weight,
                                 teacher_hidden, teacher_weight, bias, teacher_bias, chunk_size,
                                 reduction)
 
 
-def _reverse_kl(name: str, temperature: ArrayLike):
-    TEMPERATURE.validate(name, temperature)
-    return _teacher_row_loss(reverse_kl_rows, temperature, squared=True)
-
-
+@export_loss((TEMPERATURE,))
 def chunked_reverse_kl_distillation_loss(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
@@ -1025,10 +1054,11 @@ def chunked_reverse_kl_distillation_loss(
       ICLR 2024 (reverse KL for distillation).
     """
     name = "chunked_reverse_kl_distillation_loss"
-    return _chunked_teacher_loss(name, _reverse_kl(name, temperature), student_logits,
+    return _chunked_teacher_loss(name, _REVERSE_KL, (jnp.asarray(temperature),), student_logits,
                                  teacher_logits, chunk_size, reduction)
 
 
+@export_loss((TEMPERATURE,))
 def linear_reverse_kl_distillation_loss(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -1079,6 +1109,6 @@ def linear_reverse_kl_distillation_loss(
       ICLR 2024; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
     """
     name = "linear_reverse_kl_distillation_loss"
-    return _linear_teacher_loss(name, _reverse_kl(name, temperature), hidden, weight,
+    return _linear_teacher_loss(name, _REVERSE_KL, (jnp.asarray(temperature),), hidden, weight,
                                 teacher_hidden, teacher_weight, bias, teacher_bias, chunk_size,
                                 reduction)

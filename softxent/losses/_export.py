@@ -24,7 +24,8 @@ import numpy as np
 
 from .._validation import check_reduction
 
-STATIC_OPTIONS = ("axis", "reduction", "ignore_index")  # ignore_index: a label to compare
+# ignore_index: a label to compare; chunk_size: a loop's shape; tail: a choice of formula.
+STATIC_OPTIONS = ("axis", "reduction", "ignore_index", "chunk_size", "tail")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,13 +122,17 @@ def is_exported(fn: Any) -> bool:
 
 def export_loss(
     params: Sequence[Param] = (),
+    *,
+    check: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., jax.Array]], Callable[..., jax.Array]]:
     """Decorate a pure loss function into softxent's exported form.
 
     The returned function checks concrete values of ``params`` and of
     ``reduction`` (before ``jit`` hashes it, so a list gets the same message as
-    any bad value), turns Python lists into arrays, and calls
-    ``jax.jit(fn)`` with ``axis`` and ``reduction`` static. Inside a user's own
+    any bad value), runs ``check(*arrays, **options)`` if given (for checks of
+    argument values, which ``jit`` would hide behind tracers), turns Python
+    lists into arrays, and calls ``jax.jit(fn)`` with ``axis``, ``reduction``
+    and any of ``STATIC_OPTIONS`` it takes static. Inside a user's own
     ``jit``, ``vmap`` or ``grad`` it inlines. It keeps ``fn``'s name, signature
     and docstring, and carries ``params``, ``jitted`` (the compiled function,
     which checks ``reduction`` when traced) and ``lower``.
@@ -152,7 +157,10 @@ def export_loss(
                     p.validate(name, options[p.name])
             if "where" in options:
                 options["where"] = _as_array(options["where"])
-            return jitted(*(_as_array(a) for a in arrays), **options)
+            arrays = tuple(_as_array(a) for a in arrays)
+            if check is not None:
+                check(*arrays, **options)
+            return jitted(*arrays, **options)
 
         loss.params = params  # type: ignore[attr-defined]
         loss.jitted = jitted  # type: ignore[attr-defined]

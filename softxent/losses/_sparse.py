@@ -62,7 +62,7 @@ from jax.typing import ArrayLike
 
 from .._numerics import expm1, xlogy
 from .._validation import check_floating, check_reduction, compute_dtype
-from ._export import Param, apply_reduction
+from ._export import Param, apply_reduction, export_loss
 
 TEMPERATURE = Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T")
 
@@ -246,14 +246,20 @@ def sparse_distillation_dtype(student: jax.Array, log_probs: jax.Array) -> jnp.d
     return compute_dtype(student.dtype, log_probs.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("tail", "reduction"))
-def _sparse_distillation(student, indices, log_probs, temperature, *, tail, reduction):
-    dtype = sparse_distillation_dtype(student, log_probs)
-    temperature = jnp.asarray(temperature).astype(dtype)
-    kl = sparse_teacher_kl(student.astype(dtype) / temperature, indices, log_probs, tail, dtype)
-    return apply_reduction("sparse_distillation_loss", temperature**2 * kl, reduction)
+def check_sparse_values(fn: str, logits_name: str = "student_logits"):
+    """An ``export_loss`` check: the teacher's values, looked at before ``jit`` hides them."""
+
+    def check(student_logits: ArrayLike, teacher_indices: ArrayLike,
+              teacher_log_probs: ArrayLike, **_: object) -> None:
+        shape = np.shape(student_logits)
+        if shape:
+            check_sparse_teacher(fn, shape, teacher_indices, teacher_log_probs,
+                                 logits_name=logits_name)
+
+    return check
 
 
+@export_loss((TEMPERATURE,), check=check_sparse_values("sparse_distillation_loss"))
 def sparse_distillation_loss(
     student_logits: ArrayLike,
     teacher_indices: ArrayLike,
@@ -334,12 +340,14 @@ def sparse_distillation_loss(
     fn = "sparse_distillation_loss"
     check_reduction(fn, reduction)
     tail_mode = check_tail(fn, tail)
-    TEMPERATURE.validate(fn, temperature)
     student = jnp.asarray(student_logits)
     check_floating(fn, "student_logits", student)
     if student.ndim == 0:
         raise ValueError(f"{fn}: student_logits must have a class axis, got a scalar")
     indices, log_probs = check_sparse_teacher(fn, student.shape, teacher_indices,
                                               teacher_log_probs)
-    return _sparse_distillation(student, indices, log_probs, temperature, tail=tail_mode,
-                                reduction=reduction)
+    dtype = sparse_distillation_dtype(student, log_probs)
+    temperature = jnp.asarray(temperature).astype(dtype)
+    kl = sparse_teacher_kl(student.astype(dtype) / temperature, indices, log_probs, tail_mode,
+                           dtype)
+    return apply_reduction(fn, temperature**2 * kl, reduction)

@@ -74,7 +74,7 @@ def inverse_map(loss: str, p_star: Any, params: Mapping[str, float] | None = Non
 def a_class_loss(loss: str) -> bool:
     from .._registry import get_loss
 
-    return get_loss(loss).output == "per_example"
+    return get_loss(loss, family="dense").output == "per_example"
 
 
 def entry(loss: str, target: Sequence[float],

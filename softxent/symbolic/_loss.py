@@ -129,7 +129,7 @@ def registry_symbolic_loss(name: str, classes: int | None = None,
     """
     from .._registry import get_loss
 
-    spec = get_loss(name)
+    spec = get_loss(name, family="dense")
     own = getattr(spec, "symbolic", None)
     if own is not None:
         k = classes if own.kind == "separable" and classes is not None else own.classes

@@ -175,7 +175,7 @@ class Twin:
         With ``symbolic=True`` every parameter is a symbol, optional ones too, so
         a check made with them covers every value.
         """
-        spec = get_loss(self.name)
+        spec = get_loss(self.name, family="dense")
         merged = {**spec.defaults, **(values or {})}
         unknown = set(merged) - set(spec.defaults)
         if unknown:
@@ -208,7 +208,7 @@ class Twin:
 
 def twin(name: str) -> Twin:
     """The SymPy twin of the registry loss ``name`` (KeyError if unknown)."""
-    spec = get_loss(name)
+    spec = get_loss(name, family="dense")
     if name not in _FORMS:
         raise KeyError(f"loss {name!r} has no SymPy twin yet; add one to softxent/symbolic")
     return Twin(spec.name, spec.output, spec.link, spec.input, spec.targets)
