@@ -30,3 +30,14 @@ def remove_all() -> None:
     """Remove every registered folder (those that were renamed into place are gone)."""
     for path in list(_OPEN):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def hold(path: Path) -> None:
+    """Register ``path`` as incomplete until :func:`release` (for a folder whose life is
+    not one block, such as a sweep's spill folder)."""
+    _OPEN.add(path)
+
+
+def release(path: Path) -> None:
+    """``path`` is complete, or gone: an interrupt leaves it alone."""
+    _OPEN.discard(path)

@@ -92,6 +92,7 @@ def test_cli_writes_a_complete_results_folder(tiny, tmp_path, capsys):
     assert (folder / "figures" / "convergence.png").stat().st_size > 1000
     meta = json.loads((folder / "metadata.json").read_text())
     assert {"softxent", "jax", "jaxlib", "optax", "devices", "seed", "git_commit"} <= set(meta)
+    assert meta["peak_rss_mib"] > 10  # this process, JAX loaded
     assert meta["seed"] == 3
     # The written config is the resolved one and loads back to the same thing.
     resolved = tomllib.loads((folder / "config.toml").read_text())
@@ -196,3 +197,28 @@ def test_run_prints_the_distillation_measures():
     assert "accuracy" in lines[0] and "kl_to_teacher" in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ["teacher", "student_distilled"]
     assert "0.9600 ± 0.0200" in lines[2] and "0.1130 ± 0.0230" in lines[2]
+
+
+def test_a_sweep_in_chunks_gives_the_numbers_of_one_call_and_writes_its_runs(tiny, tmp_path):
+    # 15 runs in chunks of 4: the last chunk is padded to the compiled size
+    whole = fixed_point.train(load(tiny))
+    chunked_config = load(tiny, ["fixed_point.chunk_runs=4", "fixed_point.trajectories=6"])
+    chunked = fixed_point.train(chunked_config)
+    for label, row in whole.summary.items():
+        got = chunked.summary[label]
+        for key in ("max_abs_p_minus_pstar", "median_abs_p_minus_pstar", "max_abs_p_minus_q",
+                    "fraction_within_tolerance", "nonfinite_runs", "converged", "runs"):
+            assert got[key] == pytest.approx(row[key], rel=1e-12, abs=1e-15), (label, key)
+        assert got["chunk_runs"] == 4 and got["runs_per_s"] > 0
+        data, want = chunked.arrays["losses"][label], whole.arrays["losses"][label]
+        np.testing.assert_allclose(data["final_p"], want["final_p"], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(data["p"], want["p"][:6], rtol=0, atol=1e-13)
+        for key in ("err_median", "err_max"):
+            np.testing.assert_allclose(data[key], want[key], rtol=1e-6, atol=1e-12)
+    for got, want in zip(chunked.metrics, whole.metrics, strict=True):
+        assert got["objective_mean"] == pytest.approx(want["objective_mean"], rel=1e-12)
+    folder = _results.write(chunked, tmp_path / "out")
+    runs = np.load(folder / chunked.summary["cross_entropy"]["runs_file"])
+    assert runs.shape == (15,) and list(runs["target"]) == [i // 3 for i in range(15)]
+    np.testing.assert_array_equal(runs["final_p"],
+                                  chunked.arrays["losses"]["cross_entropy"]["final_p"])

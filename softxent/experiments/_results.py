@@ -28,6 +28,9 @@ class Result:
       summary: per loss label, the final numbers (``summary.json``).
       arrays: whatever the kind's ``figures`` needs (trajectories, targets, ...).
       devices: the devices the work ran on.
+      files: files the run already wrote (a chunked sweep's runs), by their path in
+        the results folder; writing the results moves them there.
+      keep_alive: what must live as long as those files (their spill folders).
     """
 
     config: ExperimentConfig
@@ -35,6 +38,8 @@ class Result:
     summary: dict[str, dict[str, Any]]
     arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
     devices: list[str] = dataclasses.field(default_factory=list)
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)
+    keep_alive: list[Any] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +51,16 @@ class Measures:
       summary: its row of ``summary.json``.
       metrics: its rows of ``metrics.csv``, one per logged step.
       arrays: what the figures need of it (``Result.arrays["losses"][label]``).
+      files: files already written for it (see ``Result.files``).
+      keep_alive: what must live as long as those files.
     """
 
     label: str
     summary: dict[str, Any]
     metrics: list[dict[str, Any]]
     arrays: dict[str, Any]
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)
+    keep_alive: Any = None
 
 
 def collect(config: ExperimentConfig, measured: list[Measures], arrays: dict[str, Any],
@@ -60,7 +69,9 @@ def collect(config: ExperimentConfig, measured: list[Measures], arrays: dict[str
     return Result(config=config, metrics=[row for m in measured for row in m.metrics],
                   summary={m.label: m.summary for m in measured},
                   arrays={**arrays, "losses": {m.label: m.arrays for m in measured}},
-                  devices=[str(d) for d in devices])
+                  devices=[str(d) for d in devices],
+                  files={path: source for m in measured for path, source in m.files.items()},
+                  keep_alive=[m.keep_alive for m in measured if m.keep_alive is not None])
 
 
 def _git_commit() -> str | None:
@@ -78,6 +89,9 @@ def metadata(result: Result) -> dict[str, Any]:
     import jax
 
     import softxent
+    from ..bench import environment
+
+    machine = environment()
 
     def ver(name: str) -> str | None:
         try:
@@ -95,7 +109,22 @@ def metadata(result: Result) -> dict[str, Any]:
         "seed": result.config.seed,
         "git_commit": _git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine["machine"],
+        "load_average_at_end": machine["load_average"],
+        "peak_rss_mib": _peak_rss_mib(),
     }
+
+
+def _peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, or None where the OS does not say."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes / KiB
 
 
 def write(result: Result, out: str | Path,
@@ -123,6 +152,9 @@ def write(result: Result, out: str | Path,
             (tmp / "metadata.json").write_text(json.dumps(metadata(result), indent=2) + "\n")
             _write_csv(tmp / "metrics.csv", result.metrics)
             (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+            for name, source in result.files.items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, tmp / name)
             if figures is not None and result.config.figures:
                 (tmp / "figures").mkdir()
                 figures(result, tmp / "figures")

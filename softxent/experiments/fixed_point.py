@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -60,6 +61,11 @@ class FixedPointConfig:
     """The projection margin of ``parametrization = "probabilities"``."""
     trajectories: int = setting(8, at_least(0))
     """Runs whose trajectories are kept for the simplex figure."""
+    chunk_runs: int = setting(0, at_least(0))
+    """Runs per compiled call; 0: every run at once. With more runs than this, the sweep
+    runs a chunk at a time: memory is set by the chunk, each run's final numbers are
+    written to ``runs/<loss>.npy`` as its chunk completes, and the per-step statistics
+    are exact over all runs."""
 
 
 @table
@@ -213,20 +219,41 @@ class FixedPointSetup:
     Attributes:
       targets: the distinct targets, shape (targets, K).
       target_index: which target each run has, shape (runs,).
-      runs_q: each run's target, shape (runs, K).
-      w0: each run's initial logits, shape (runs, K).
       steps: the logged steps, 0 first.
       devices: the devices the runs are sharded over.
       dtype: the compute dtype.
+      seed: the seed of the initial logits' stream.
+      init_scale: their standard deviation.
     """
 
     targets: np.ndarray
     target_index: np.ndarray
-    runs_q: np.ndarray
-    w0: np.ndarray
     steps: np.ndarray
     devices: list[Any]
     dtype: Any
+    seed: int
+    init_scale: float
+
+    @property
+    def runs_q(self) -> np.ndarray:
+        """Each run's target, shape (runs, K)."""
+        return self.targets[self.target_index]
+
+    @property
+    def w0(self) -> np.ndarray:
+        """Each run's initial logits, shape (runs, K)."""
+        return next(self.chunks(len(self.target_index)))[1]
+
+    def chunks(self, size: int):
+        """``(start, w0, q)`` for consecutive runs, ``size`` at a time: the initial
+        logits drawn in order from one seeded stream, so any chunking gives every
+        run the same start."""
+        rng = np.random.default_rng([self.seed, 1])
+        runs, k = len(self.target_index), self.targets.shape[1]
+        for start in range(0, runs, size):
+            stop = min(start + size, runs)
+            w0 = rng.standard_normal((stop - start, k)) * self.init_scale
+            yield start, w0, self.targets[self.target_index[start:stop]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,17 +262,44 @@ class FixedPointRun:
 
     Attributes:
       entry: the loss.
-      p: p of every run at every logged step, shape (runs, logs, K).
-      values: the objective of every run at every logged step, shape (runs, logs).
+      p: p of every run at every logged step, shape (runs, logs, K); of the kept
+        trajectories only when the runs went in chunks.
+      values: the objective of every run at every logged step, shape (runs, logs);
+        None when the runs went in chunks.
       compile_s: seconds to compile the batched solver.
       time_s: seconds to run it.
+      chunked: the statistics of a sweep run in chunks, else None.
     """
 
     entry: LossEntry
     p: np.ndarray
-    values: np.ndarray
+    values: np.ndarray | None
     compile_s: float
     time_s: float
+    chunked: ChunkedSweep | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedSweep:
+    """What a sweep run in chunks keeps: exact statistics, and its runs on disk.
+
+    Attributes:
+      objective_mean, err_median, err_max: per logged step, over every run
+        (the errors None without the symbolic minimiser).
+      records: every run's target, final p, final error and objective, memory-mapped
+        from the spill file (``softxent.experiments._stream.run_dtype``).
+      spill: the folder holding the file until the results are written.
+      max_abs_p_minus_q: the largest |p - q| of a final p.
+      p_star: the symbolic minimiser of each target, or None.
+    """
+
+    objective_mean: np.ndarray
+    err_median: np.ndarray | None
+    err_max: np.ndarray | None
+    records: np.ndarray
+    spill: Any
+    max_abs_p_minus_q: float
+    p_star: np.ndarray | None
 
 
 def setup(config: FixedPointExperiment) -> FixedPointSetup:
@@ -255,21 +309,23 @@ def setup(config: FixedPointExperiment) -> FixedPointSetup:
     fp, opt = config.fixed_point, config.optimizer
     dtype = _devices.use_dtype(config.dtype)
     targets = make_targets(config)
-    reps = fp.inits_per_target
-    runs_q = np.repeat(targets, reps, axis=0)
-    # Initial logits from their own seeded stream (independent of the targets').
-    rng = np.random.default_rng([config.seed, 1])
-    w0 = rng.standard_normal(runs_q.shape) * fp.init_scale
+    # Initial logits come from their own seeded stream (independent of the targets').
     return FixedPointSetup(
-        targets=targets, target_index=np.repeat(np.arange(targets.shape[0]), reps),
-        runs_q=runs_q, w0=w0, steps=np.arange(0, opt.steps + 1, opt.log_every),
-        devices=_devices.select(config.device), dtype=dtype)
+        targets=targets,
+        target_index=np.repeat(np.arange(targets.shape[0]), fp.inits_per_target),
+        steps=np.arange(0, opt.steps + 1, opt.log_every),
+        devices=_devices.select(config.device), dtype=dtype, seed=config.seed,
+        init_scale=fp.init_scale)
 
 
 def run(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry) -> FixedPointRun:
-    """Every run of one loss in one compiled call, sharded over the devices."""
+    """Every run of one loss in one compiled call, sharded over the devices (or a
+    chunk of runs per call: ``fixed_point.chunk_runs``)."""
     from . import _devices
 
+    chunk = config.fixed_point.chunk_runs
+    if chunk and len(state.target_index) > chunk:
+        return _run_in_chunks(config, state, entry, chunk)
     spec = entry.spec()
     batched = jax.jit(jax.vmap(solver(spec, dict(entry.params), config)))
     w_dev, q_dev = _devices.shard_runs(state.devices, state.w0.astype(state.dtype),
@@ -289,8 +345,99 @@ def run(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry) 
                          compile_s=t1 - t0, time_s=t2 - t1)
 
 
+def _run_in_chunks(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry,
+                   chunk: int) -> FixedPointRun:
+    """The runs ``chunk`` at a time through one compiled call, each chunk reduced to
+    per-step statistics and written to disk before the next (see ``_stream``)."""
+    from .._progress import bar
+    from . import _devices
+    from ._stream import RunFile, SpillFolder, StepStatistics
+
+    spec, params = entry.spec(), dict(entry.params)
+    runs, k = state.target_index.shape[0], state.targets.shape[1]
+    p_star = minimizers(spec, params, state.targets)
+    spill = SpillFolder()
+    name = file_name(entry.label)
+    statistics = StepStatistics(spill.path, name, runs, len(state.steps))
+    records = RunFile(spill.path, name, runs, k)
+    batched = jax.jit(jax.vmap(solver(spec, params, config)))
+    size = chunk + (-chunk) % len(state.devices)  # one executable: every call this many runs
+    keep = min(config.fixed_point.trajectories, runs)
+    kept: list[np.ndarray] = []
+    compiled, compile_s, farthest = None, 0.0, 0.0
+    t0 = time.perf_counter()
+    for start, w0, q in bar(state.chunks(chunk), f"{entry.label} runs", unit="chunk",
+                            total=-(-runs // chunk)):
+        n = w0.shape[0]
+        w_dev, q_dev = _devices.shard_runs(state.devices,
+                                           _devices.pad(w0, size).astype(state.dtype),
+                                           _devices.pad(q, size).astype(state.dtype))
+        if compiled is None:
+            t_compile = time.perf_counter()
+            with jax.numpy_dtype_promotion("standard"):  # optax's internals; see `run`
+                compiled = batched.lower(w_dev, q_dev).compile()
+            compile_s = time.perf_counter() - t_compile
+        p_log, v_log = compiled(w_dev, q_dev)
+        p_log = _devices.gather(p_log).astype(np.float64)[:n]
+        v_log = _devices.gather(v_log).astype(np.float64)[:n]
+        if start < keep:  # a copy: a view would keep the whole chunk alive
+            kept.append(p_log[:keep - start].copy())
+        index = state.target_index[start:start + n]
+        err = (np.full(v_log.shape, np.nan) if p_star is None
+               else np.max(np.abs(p_log - p_star[index][:, None, :]), axis=-1))
+        statistics.add(start, err, v_log)
+        records.add(start, target=index, final_p=p_log[:, -1], final_err=err[:, -1],
+                    final_objective=v_log[:, -1])
+        farthest = max(farthest, float(np.max(np.abs(p_log[:, -1] - q))))
+    seconds = time.perf_counter() - t0 - compile_s
+    medians = statistics.err_median()
+    swept = ChunkedSweep(
+        objective_mean=statistics.objective_mean(),
+        err_median=None if p_star is None else medians,
+        err_max=None if p_star is None else statistics.err_max,
+        records=records.close(), spill=spill, max_abs_p_minus_q=farthest, p_star=p_star)
+    kept_p = np.concatenate(kept) if kept else np.empty((0, len(state.steps), k))
+    return FixedPointRun(entry=entry, p=kept_p, values=None,
+                         compile_s=compile_s, time_s=seconds, chunked=swept)
+
+
+def file_name(label: str) -> str:
+    """A loss label as a file name: letters, digits and ``._=-`` kept, the rest ``_``."""
+    return "".join(c if c.isalnum() or c in "._=-" else "_" for c in label)
+
+
+def _chunked_measures(config: FixedPointExperiment, state: FixedPointSetup,
+                      done: FixedPointRun) -> Measures:
+    swept, entry = done.chunked, done.entry
+    assert swept is not None
+    metrics = [{"loss": entry.label, "step": int(s),
+                "objective_mean": float(swept.objective_mean[j]),
+                "err_median": None if swept.err_median is None else float(swept.err_median[j]),
+                "err_max": None if swept.err_max is None else float(swept.err_max[j])}
+               for j, s in enumerate(state.steps)]
+    keep, p_star = done.p.shape[0], swept.p_star
+    kept_index = state.target_index[:keep]
+    arrays = {
+        "p": done.p, "q": state.targets[kept_index],
+        "p_star": None if p_star is None else p_star[kept_index],
+        "err_median": swept.err_median, "err_max": swept.err_max,
+        "final_p": swept.records["final_p"],
+    }
+    final_err = None if swept.err_median is None else np.asarray(swept.records["final_err"])
+    summary = _summary_row(config, done, len(swept.records), final_err,
+                           swept.max_abs_p_minus_q)
+    summary.update(chunk_runs=config.fixed_point.chunk_runs,
+                   runs_per_s=round(len(swept.records) / done.time_s, 1),
+                   runs_file=f"runs/{file_name(entry.label)}.npy")
+    return Measures(label=entry.label, summary=summary, metrics=metrics, arrays=arrays,
+                    files={summary["runs_file"]: Path(swept.records.filename)},
+                    keep_alive=swept.spill)
+
+
 def measures(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPointRun) -> Measures:
     """One loss's summary row, metric rows and kept trajectories, against the symbolic p*."""
+    if done.chunked is not None:
+        return _chunked_measures(config, state, done)
     entry = done.entry
     p_star = minimizers(entry.spec(), dict(entry.params), state.targets)
     p_star_runs = None if p_star is None else p_star[state.target_index]
@@ -310,18 +457,18 @@ def measures(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPo
         "err_max": None if err is None else np.max(err, axis=0),
         "final_p": done.p[:, -1],
     }
-    return Measures(label=entry.label, summary=_summary_row(config, state, done, err),
-                    metrics=metrics, arrays=arrays)
+    summary = _summary_row(config, done, done.p.shape[0], None if err is None else err[:, -1],
+                           float(np.max(np.abs(done.p[:, -1] - state.runs_q))))
+    return Measures(label=entry.label, summary=summary, metrics=metrics, arrays=arrays)
 
 
-def _summary_row(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPointRun,
-                 err: np.ndarray | None) -> dict[str, Any]:
+def _summary_row(config: FixedPointExperiment, done: FixedPointRun, runs: int,
+                 final: np.ndarray | None, max_abs_p_minus_q: float) -> dict[str, Any]:
     row: dict[str, Any] = {"loss": done.entry.name, "params": dict(done.entry.params),
-                           "runs": done.p.shape[0], "steps": config.optimizer.steps,
+                           "runs": runs, "steps": config.optimizer.steps,
                            "optimizer": config.optimizer.name,
                            "compile_s": round(done.compile_s, 4), "time_s": round(done.time_s, 4)}
-    if err is not None:
-        final = err[:, -1]
+    if final is not None:
         row.update(max_abs_p_minus_pstar=float(np.max(final)),
                    median_abs_p_minus_pstar=float(np.median(final)),
                    fraction_within_tolerance=float(np.mean(final <= config.tolerance)),
@@ -332,7 +479,7 @@ def _summary_row(config: FixedPointExperiment, state: FixedPointSetup, done: Fix
     else:
         row.update(max_abs_p_minus_pstar=None, converged=None,
                    minimizer="unavailable: softxent.symbolic is not installed")
-    row["max_abs_p_minus_q"] = float(np.max(np.abs(done.p[:, -1] - state.runs_q)))
+    row["max_abs_p_minus_q"] = max_abs_p_minus_q
     return row
 
 
