@@ -199,6 +199,17 @@ def test_run_prints_the_distillation_measures():
     assert "0.9600 ± 0.0200" in lines[2] and "0.1130 ± 0.0230" in lines[2]
 
 
+def test_a_divergence_within_rounding_of_zero_prints_as_zero():
+    from softxent.cli._run import summary_table
+
+    summary = {"at_q": {"train_kl": -3e-9, "test_kl": 2e-9, "max_abs_p_minus_q": -3e-9},
+               "broken": {"train_kl": -0.01, "test_kl": {"mean": -4e-8, "std": 1e-8}}}
+    at_q, broken = summary_table(summary).splitlines()[1:]
+    assert at_q.split()[1:] == ["0.00e+00", "2.00e-09", "-3.00e-09"]  # only divergences
+    assert broken.split()[1] == "-1.00e-02"  # far below rounding: a defect, shown
+    assert "0.0000 ± 0.0000" in broken
+
+
 def test_a_sweep_in_chunks_gives_the_numbers_of_one_call_and_writes_its_runs(tiny, tmp_path):
     # 15 runs in chunks of 4: the last chunk is padded to the compiled size
     whole = fixed_point.train(load(tiny))

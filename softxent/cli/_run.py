@@ -26,15 +26,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _distributed.add_arguments(parser)
 
 
-def _fmt(value) -> str:
+# Divergences are >= 0; a computed one just below 0 is rounding (KL summed as
+# q (log q - log p) at p = q), printed as 0. More negative than this is shown as it is.
+DIVERGENCES = ("train_kl", "test_kl", "kl_to_teacher")
+ROUNDING = 1e-6  # float32's resolution of a value of order 1, above any float64 rounding
+
+
+def _fmt(value, column: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if column in DIVERGENCES and isinstance(value, float) and -ROUNDING < value < 0:
+        value = 0.0
     if isinstance(value, float):
         return f"{value:.2e}"
     if isinstance(value, dict) and {"mean", "std"} <= value.keys():
-        return f"{value['mean']:.4f} ± {value['std']:.4f}"
+        mean = value["mean"]
+        if column in DIVERGENCES and -ROUNDING < mean < 0:
+            mean = 0.0
+        return f"{mean:.4f} ± {value['std']:.4f}"
     return str(value)
 
 
@@ -52,7 +63,8 @@ def summary_table(summary: dict[str, dict]) -> str:
     lines = [f"  {'loss or model':<40}" + "".join(f"{c:>22}" for c in columns)]
     for label, row in summary.items():
         if any(c in row for c in columns):  # skip rows such as the run's settings
-            lines.append(f"  {label:<40}" + "".join(f"{_fmt(row.get(c)):>22}" for c in columns))
+            lines.append(f"  {label:<40}" + "".join(f"{_fmt(row.get(c), c):>22}"
+                                                    for c in columns))
     return "\n".join(lines)
 
 
