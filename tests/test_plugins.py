@@ -45,6 +45,17 @@ def test_config_names_its_plugin():
     config = load_config(ROOT / "experiments" / "configs" / "k3_my_loss.toml")
     assert [entry.name for entry in config.losses] == ["squared_miss", "softmax_cross_entropy"]
     assert "squared_miss" in softxent.loss_names()
+    assert config.plugins == (PLUGIN,)  # absolute: the resolved config loads from anywhere
+
+
+def test_a_run_folders_config_loads_with_its_plugin(tmp_path):
+    from softxent.experiments import _results
+    from softxent.experiments import load as load_config
+
+    config = load_config(ROOT / "experiments" / "configs" / "k3_my_loss.toml")
+    folder = _results.write(_results.Result(config=config, metrics=[], summary={}),
+                            tmp_path / "out")
+    assert load_config(folder / "config.toml") == config
 
 
 def _synthetic(tmp_path: Path, n: int = 60, d: int = 4, k: int = 3) -> Path:

@@ -47,12 +47,18 @@ def _check_losses(losses: tuple[LossEntry, ...], source: str) -> tuple[LossEntry
     return checked
 
 
-def _load_plugins(plugins: tuple[str, ...], path: Path, source: str) -> None:
+def _resolved_plugins(plugins: tuple[str, ...], path: Path) -> tuple[str, ...]:
+    """``.py`` plugins as absolute paths (they are relative to the config), so that the
+    resolved config a run writes into its results folder loads from there too."""
+    return tuple(str((path.parent / plugin).resolve())
+                 if plugin.endswith(".py") and not Path(plugin).is_absolute() else plugin
+                 for plugin in plugins)
+
+
+def _load_plugins(plugins: tuple[str, ...], source: str) -> None:
     from .._plugins import PluginError, load_plugin
 
     for i, plugin in enumerate(plugins):
-        if plugin.endswith(".py") and not Path(plugin).is_absolute():
-            plugin = str(path.parent / plugin)
         try:
             load_plugin(plugin)
         except PluginError as err:
@@ -86,7 +92,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> ExperimentConf
         raise ConfigError(source, "kind", f"{one_of(*KINDS)(str(kind_name))}, got {kind_name!r}")
     kind = importlib.import_module(KINDS[kind_name])
     config = validate(kind.CONFIG, raw, source)
-    _load_plugins(config.plugins, Path(path), source)
+    config = dataclasses.replace(config, plugins=_resolved_plugins(config.plugins, Path(path)))
+    _load_plugins(config.plugins, source)
     config = dataclasses.replace(config, losses=_check_losses(config.losses, source))
     opt = config.optimizer
     if opt.steps % opt.log_every:
