@@ -108,6 +108,8 @@ def commands(folder: Path) -> dict[str, list[str]]:
         "bench": ["bench", "--shape", "64,32", "--repeats", "1", "--dtype", "float32"],
         "verify": ["verify", "--points", "20", "--loss", "softmax_cross_entropy"],
         "catalogue": ["catalogue", "--loss", "focal_cross_entropy"],
+        "analyze": ["analyze", "--expr", "q*(1 - p)**2", "--kind", "separable",
+                    "--target", "0.7,0.2,0.1"],
     }
 
 

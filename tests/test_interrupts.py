@@ -18,6 +18,7 @@ POINTS = [  # (command, signal, the mark after which it is sent, seconds after t
     ("verify", signal.SIGINT, "main", 0.05),  # its process pool's workers must go too
     ("catalogue", signal.SIGTERM, "start", 0.3),  # while JAX is being imported
     ("bench", signal.SIGINT, "compiled", 0.05),
+    ("analyze", signal.SIGINT, "main", 1.0),  # inside SymPy, under its own time limits
 ]
 
 
