@@ -81,3 +81,27 @@ def test_ldl_inverse_map_for_a_plugin_loss(tmp_path, capsys):
     proper = json.loads(capsys.readouterr().out)
     assert proper["inverse_map"] == "q = p*"
     assert proper["metrics_inverse_map"] == proper["metrics"]
+
+
+def test_verify_checks_a_users_loss_against_its_symbolic_loss(tmp_path, capsys):
+    from softxent.cli import main
+
+    wrong = tmp_path / "wrong_loss.py"
+    wrong.write_text(
+        "import jax, jax.numpy as jnp\n"
+        "import softxent\n"
+        "from softxent.symbolic import SymbolicLoss\n"
+        "def wrong_miss(logits, targets, *, axis=-1, where=None, reduction='none'):\n"
+        "    p = jax.nn.softmax(logits, axis=axis)\n"
+        "    return jnp.sum(targets * (1 - p) ** 3, axis=axis)  # the formula says ** 2\n"
+        "softxent.register_loss(wrong_miss, input='logits', link='softmax',\n"
+        "    output='per_example', summary='a wrong power',\n"
+        "    symbolic=SymbolicLoss('wrong_miss', 'q*(1 - p)**2', 'separable'))\n")
+    try:
+        assert main(["verify", "--plugin", PLUGIN, "--plugin", str(wrong), "--points", "30",
+                     "--loss", "squared_miss", "--loss", "wrong_miss"]) == 1
+    finally:
+        softxent.unregister_loss("wrong_miss")
+    out, err = capsys.readouterr()
+    assert "squared_miss: PASSED" in out and "wrong_miss: FAILED" in out
+    assert "FAIL wrong_miss: FAILED" in err and "1/2 within tolerance" in out
