@@ -36,6 +36,10 @@ PROOFS: dict[str, str] = {
     "Gibbs' inequality for any K, and the logit Hessian.",
     "bce_on_softmax": "Per-component binary cross-entropy on softmax outputs: p = q only when "
     "the target sums to 1.",
+    "z_loss": "The z-loss lambda (log Z)^2 keeps the minimiser p = q and pins the logits' shift "
+    "to log Z = 0.",
+    "soft_cap": "Soft-capping the logits at c bounds every probability: which targets it cannot "
+    "reach.",
     "catalogue": "Every registry loss: its minimiser for a soft target, whether it is proper, "
     "the inverse map and convexity.",
 }

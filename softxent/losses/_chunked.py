@@ -32,6 +32,7 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
+from ._common import check_regularisers
 from ._export import Param, export_loss
 from ._integer import check_labels, cross_entropy_with_integer_labels
 from ._softmax import distillation_loss, softmax_cross_entropy
@@ -218,6 +219,8 @@ def chunked_softmax_cross_entropy(
     *,
     where: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
@@ -228,13 +231,17 @@ def chunked_softmax_cross_entropy(
       q' = (1 - \alpha)\, q + \alpha / K
 
     The backward pass recomputes each chunk (``jax.checkpoint``), so the
-    temporaries are ``chunk_size x V``, not ``N x V``.
+    temporaries are ``chunk_size x V``, not ``N x V``. ``z_loss`` and
+    ``soft_cap`` are ``softmax_cross_entropy``'s (the z-loss
+    :math:`\lambda (\log Z)^2` and the logits capped to :math:`c \tanh(z / c)`).
 
     Args:
       logits: unnormalised scores ``[N, V]`` (the class axis is the last).
       targets: soft targets of the same shape.
       where: boolean mask of kept classes, broadcastable to ``logits``.
       label_smoothing: :math:`\alpha \in [0, 1]`.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
 
@@ -253,6 +260,7 @@ def chunked_softmax_cross_entropy(
       ICLR 2025 (chunked and fused large-vocabulary losses).
     """
     name = "chunked_softmax_cross_entropy"
+    check_regularisers(name, z_loss, soft_cap)
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     logits, targets = jnp.asarray(logits), jnp.asarray(targets)
@@ -260,7 +268,8 @@ def chunked_softmax_cross_entropy(
 
     def per_chunk(z: jax.Array, q: jax.Array, *mask: jax.Array) -> jax.Array:
         keep = _chunk_mask(mask, shared, z.shape)
-        return softmax_cross_entropy(z, q, where=keep, label_smoothing=label_smoothing)
+        return softmax_cross_entropy(z, q, where=keep, label_smoothing=label_smoothing,
+                                     z_loss=z_loss, soft_cap=soft_cap)
 
     return _reduce(_map_row_chunks(per_chunk, chunk_size, logits, targets, *rows), reduction)
 
@@ -325,6 +334,8 @@ def chunked_softmax_cross_entropy_with_integer_labels(
     ignore_index: int | None = None,
     class_weights: ArrayLike | None = None,
     example_weights: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
@@ -345,6 +356,9 @@ def chunked_softmax_cross_entropy_with_integer_labels(
       ignore_index: a label value whose rows give 0 and leave the mean.
       class_weights: :math:`w`, shape ``[V]``.
       example_weights: :math:`r`, broadcastable to ``[N]``.
+      z_loss: :math:`\lambda \ge 0`, a Python number (see
+        ``softmax_cross_entropy_with_integer_labels``).
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (the weighted mean above).
 
@@ -369,7 +383,7 @@ def chunked_softmax_cross_entropy_with_integer_labels(
     labels = check_labels(name, logits, labels, logits.ndim - 1)
     rows, shared = _row_mask(name, where, logits.shape)
     options = dict(label_smoothing=label_smoothing, ignore_index=ignore_index,
-                   class_weights=class_weights)
+                   class_weights=class_weights, z_loss=z_loss, soft_cap=soft_cap)
     row_weight, denominator = _integer_row_weights(
         name, logits.shape[0], labels, example_weights, reduction, ignore_index, class_weights,
         compute_dtype(logits.dtype),
@@ -424,14 +438,22 @@ def linear_softmax_cross_entropy(
     *,
     bias: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
     r"""Soft cross-entropy of ``hidden @ weight + bias`` without forming the N x V logits.
 
     .. math::
-      \ell_n = -\sum_i q'_{n,i} \log \operatorname{softmax}(h_n W + b)_i, \qquad
+      \ell_n = -\sum_i q'_{n,i} \log \operatorname{softmax}(\tilde z_n)_i
+        + \lambda \big(\log \textstyle\sum_i e^{\tilde z_{n,i}}\big)^2, \qquad
       q' = (1 - \alpha)\, q + \alpha / V
+
+    with :math:`z_n = h_n W + b` and :math:`\tilde z = c \tanh(z / c)` for
+    ``soft_cap`` :math:`c` (else :math:`\tilde z = z`), :math:`\lambda` the
+    ``z_loss`` (see ``softmax_cross_entropy`` for what each does to the
+    minimiser).
 
     Args:
       hidden: hidden states ``[N, D]``.
@@ -439,6 +461,8 @@ def linear_softmax_cross_entropy(
       targets: soft targets ``[N, V]``.
       bias: optional ``[V]``.
       label_smoothing: :math:`\alpha \in [0, 1]`.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"`` (one loss per row), ``"mean"`` or ``"sum"`` (a
         scalar, and faster: its gradients come from the forward pass, so the
@@ -459,13 +483,15 @@ def linear_softmax_cross_entropy(
       ICLR 2025; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
     """
     name = "linear_softmax_cross_entropy"
+    check_regularisers(name, z_loss, soft_cap)
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     weight, hidden, targets = jnp.asarray(weight), jnp.asarray(hidden), jnp.asarray(targets)
     bias = _check_bias(name, bias, weight)
 
     def row_loss(logits: jax.Array, q: jax.Array, smoothing: ArrayLike) -> jax.Array:
-        return softmax_cross_entropy(logits, q, label_smoothing=smoothing)
+        return softmax_cross_entropy(logits, q, label_smoothing=smoothing, z_loss=z_loss,
+                                     soft_cap=soft_cap)
 
     if reduction != "none":
         return _reduced_linear_loss(row_loss, reduction, chunk_size, hidden, weight, bias,
@@ -560,6 +586,8 @@ def linear_softmax_cross_entropy_with_integer_labels(
     ignore_index: int | None = None,
     class_weights: ArrayLike | None = None,
     example_weights: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
@@ -583,6 +611,9 @@ def linear_softmax_cross_entropy_with_integer_labels(
       ignore_index: a label value whose rows give 0 and leave the mean.
       class_weights: :math:`w`, shape ``[V]``.
       example_weights: :math:`r`, broadcastable to ``[N]``.
+      z_loss: :math:`\lambda \ge 0`, a Python number (see
+        ``softmax_cross_entropy_with_integer_labels``).
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"``, ``"sum"`` or ``"mean"`` (the weighted mean above).
 
@@ -620,7 +651,8 @@ def linear_softmax_cross_entropy_with_integer_labels(
         (y, r), (w, denominator, smoothing) = rows, constants
         losses, _ = cross_entropy_with_integer_labels(
             name, logits, y, -1, None, example_weights=r / denominator, class_weights=w,
-            label_smoothing=smoothing, ignore_index=ignore_index)
+            label_smoothing=smoothing, ignore_index=ignore_index, z_loss=z_loss,
+            soft_cap=soft_cap)
         return losses
 
     # Arguments, not closures, of the reduced form's custom_vjp (traced under jit).

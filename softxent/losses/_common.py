@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import jax
@@ -14,6 +16,7 @@ from .._validation import (
     check_targets_dtype,
     compute_dtype,
 )
+from ._fused import Regularisers
 
 
 def prepare(
@@ -105,3 +108,18 @@ def kept_examples(where: jax.Array | None, axis: int | None) -> jax.Array | None
 
 def as_param(value: Any, dtype: jnp.dtype) -> jax.Array:
     return jnp.asarray(value).astype(dtype)
+
+
+def check_regularisers(fn: str, z_loss: Any, soft_cap: Any) -> Regularisers:
+    """The z-loss weight (a number >= 0) and the soft cap (None or a number > 0), as Python
+    floats: they decide which terms the compiled passes hold, so they cannot be traced."""
+    for name, value, low in (("z_loss", z_loss, ">= 0"), ("soft_cap", soft_cap, "> 0")):
+        if value is None and name == "soft_cap":
+            continue
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError(f"{fn}: {name} must be a Python number {low}"
+                            f"{' or None' if name == 'soft_cap' else ''}, got {value!r}")
+        bad = value < 0 if name == "z_loss" else value <= 0
+        if bad or not math.isfinite(value):
+            raise ValueError(f"{fn}: {name} must be a finite number {low}, got {value!r}")
+    return Regularisers(float(z_loss), None if soft_cap is None else float(soft_cap))

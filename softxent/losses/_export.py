@@ -24,8 +24,10 @@ import numpy as np
 
 from .._validation import check_reduction
 
-# ignore_index: a label to compare; chunk_size: a loop's shape; tail: a choice of formula.
-STATIC_OPTIONS = ("axis", "reduction", "ignore_index", "chunk_size", "tail")
+# ignore_index: a label to compare; chunk_size: a loop's shape; tail: a choice of formula;
+# z_loss and soft_cap: whether (and how) the fused passes add a term.
+STATIC_OPTIONS = ("axis", "reduction", "ignore_index", "chunk_size", "tail", "z_loss",
+                  "soft_cap")
 
 
 @dataclasses.dataclass(frozen=True)

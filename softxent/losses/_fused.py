@@ -39,6 +39,14 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
    temperature): ``jax.jvp`` of the plainly written reference, so those
    derivatives are the reference's own.
 
+Options of the cross-entropy, in the same passes (``Regularisers``): logit
+soft-capping ``z -> c tanh(z / c)`` (Gemma 2) is applied where pass 1 reads the
+logits, and the tangent pass multiplies by its derivative ``1 - tanh^2(z / c)``;
+the z-loss (PaLM), with ``log Z = m + log S`` from pass 2, adds
+``lambda Q (log Z)^2`` to the value and ``2 lambda Q log Z p_j`` to the slope:
+per unit of target mass, so 1 per probability row, and for integer labels the
+row's weight (0 for an ignored row). Neither forms an array of its own.
+
 The limits are ``masked_log_softmax``'s (``shifted_logits`` in ``_numerics`` is
 their one statement): a masked class or a -inf logit has probability 0 and a
 zero target there contributes 0; a row with +inf logits splits its mass evenly
@@ -108,6 +116,16 @@ class IntegerTargets(NamedTuple):
     class_weights: jax.Array  # w, or 1
 
 
+class Regularisers(NamedTuple):
+    """Cross-entropy's options on the logits, static (Python numbers)."""
+
+    z_loss: float = 0.0  # lambda of lambda (log Z)^2; 0 for none
+    soft_cap: float | None = None  # c of z -> c tanh(z / c); None for none
+
+
+NO_REGULARISERS = Regularisers()
+
+
 class _Setting(NamedTuple):
     """What a call computes, besides its logits and targets."""
 
@@ -116,6 +134,12 @@ class _Setting(NamedTuple):
     axis: int
     kind: Kind
     dtype: jnp.dtype  # the compute dtype
+    regularisers: Regularisers = NO_REGULARISERS
+
+
+def soft_capped(logits: jax.Array, soft_cap: float | None) -> jax.Array:
+    """``c tanh(z / c)``, or ``z`` for ``soft_cap=None``."""
+    return logits if soft_cap is None else soft_cap * jnp.tanh(logits / soft_cap)
 
 
 def smooth_targets(
@@ -169,7 +193,8 @@ def _read(
     from the teacher's logits (and returned). The entropy's ``log q`` is only
     formed where pass 2 needs it (``teacher is None``).
     """
-    keep, parameter, axis, kind, _ = setting
+    keep, parameter, axis, kind, _, regularisers = setting
+    logits = soft_capped(logits, regularisers.soft_cap)
     if kind is Kind.INTEGER_LABELS:
         labels, hot, spread, class_weights = targets
         classes = lax.broadcasted_iota(labels.dtype, logits.shape, axis % logits.ndim)
@@ -210,7 +235,7 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     read = _read(logits, targets, setting)
     peak, term, exponentials, total = _normaliser(read.logits, setting.keep, setting.axis)
     if setting.kind is Kind.INTEGER_LABELS:
-        mass, weighted = _integer_sums(logits, targets, setting, peak, term)
+        mass, weighted = _integer_sums(read.logits, targets, setting, peak, term)
         return _RowParts((peak, total, mass, weighted), exponentials, read.targets)
     if read.log_targets is not None:
         term = term - read.log_targets
@@ -235,7 +260,7 @@ def _integer_sums(
 
     so the label's term is a gather and the smoothing's one weighted row sum,
     each taken only where its weight is nonzero (a -inf logit times 0 is 0)."""
-    keep, _, axis, _, _ = setting
+    keep, _, axis, _, _, _ = setting
     labels, hot, spread, weights = targets
     # An ignored row's label may lie outside [0, V); its hot weight is 0.
     index = jnp.clip(labels, 0, logits.shape[axis] - 1)
@@ -369,7 +394,8 @@ def _kept_exponentials(
     peak, total, mass, weighted, *_ = parts.statistics
     probabilities = parts.exponentials / nonzero_total(total)
     return _value_and_slope_from(
-        peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis
+        peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis,
+        setting.regularisers.z_loss,
     )
 
 
@@ -382,7 +408,8 @@ def _formed_again(
     log_total = _log_total(total)
     probabilities = jnp.exp(shifted_logits(read.logits, setting.keep, peak) - log_total)
     return _value_and_slope_from(
-        peak, log_total, mass, weighted, probabilities, read.targets, setting.axis
+        peak, log_total, mass, weighted, probabilities, read.targets, setting.axis,
+        setting.regularisers.z_loss,
     )
 
 
@@ -394,11 +421,21 @@ def _value_and_slope_from(
     probabilities: jax.Array,
     targets: jax.Array,
     axis: int,
+    z_loss: float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Passes 3 and 4: ``Q log S - W`` and ``Q p - q``."""
-    value = jnp.squeeze(mass * log_total - weighted, axis)
+    """Passes 3 and 4: ``Q log S - W`` and ``Q p - q``, plus the z-loss's
+    ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p`` (``log Z = m + log S``; 0 for a
+    row with no finite normaliser)."""
+    value = mass * log_total - weighted
     # A row with +inf logits is constant in them.
-    return value, jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
+    slope = jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
+    if z_loss:
+        log_z = peak + log_total
+        finite = jnp.isfinite(log_z)
+        log_z = jnp.where(finite, log_z, 0)
+        value = value + z_loss * mass * log_z**2
+        slope = slope + 2 * z_loss * mass * log_z * probabilities
+    return jnp.squeeze(value, axis), slope
 
 
 class _Static(NamedTuple):
@@ -409,9 +446,11 @@ class _Static(NamedTuple):
     axis: int
     dtype: jnp.dtype
     masked: bool  # whether ``keep`` is a mask (else a placeholder scalar)
+    regularisers: Regularisers = NO_REGULARISERS
 
     def setting(self, keep: jax.Array, parameter: jax.Array) -> _Setting:
-        return _Setting(keep if self.masked else None, parameter, self.axis, self.kind, self.dtype)
+        return _Setting(keep if self.masked else None, parameter, self.axis, self.kind,
+                        self.dtype, self.regularisers)
 
 
 # The mask and the parameter are arguments, not closures: custom_jvp cannot
@@ -434,10 +473,13 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
     setting = static.setting(keep, parameter)
     value, slope = _value_and_slope(logits, targets, setting)
     tangent = jnp.zeros(value.shape, value.dtype)
+    cap = static.regularisers.soft_cap
     if not isinstance(d_logits, SymbolicZero):
         d_logits = d_logits.astype(static.dtype)
         if static.kind is Kind.DISTILLATION:
             d_logits = d_logits / parameter  # the slope is in s / T
+        if cap is not None:  # the slope is in c tanh(z / c)
+            d_logits = d_logits * (1 - jnp.tanh(logits.astype(static.dtype) / cap) ** 2)
         tangent = jnp.sum(slope * d_logits, axis=static.axis)
     symbolic = jax.tree.leaves((d_targets, d_parameter), is_leaf=_is_symbolic_zero)
     if not all(isinstance(d, SymbolicZero) for d in symbolic):
@@ -447,8 +489,18 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
         )
 
         def plain(t: jax.Array, p: jax.Array) -> jax.Array:
-            z, t = logits.astype(static.dtype), t.astype(static.dtype)
-            return static.reference(z, t, static.axis, setting.keep, p)
+            raw, t = logits.astype(static.dtype), t.astype(static.dtype)
+            z = soft_capped(raw, cap)
+            value = static.reference(z, t, static.axis, setting.keep, p)
+            z_loss = static.regularisers.z_loss
+            if z_loss:  # lambda Q (log Z)^2 depends on the targets through Q
+                mass = jnp.sum(_read(raw, t, setting._replace(parameter=p)).targets,
+                               axis=static.axis)
+                kept = z if setting.keep is None else jnp.where(setting.keep, z, -jnp.inf)
+                log_z = jax.nn.logsumexp(kept, axis=static.axis)
+                log_z = jnp.where(jnp.isfinite(log_z), log_z, 0)
+                value = value + z_loss * mass * lax.stop_gradient(log_z) ** 2
+            return value
 
         _, other = jax.jvp(plain, (targets, parameter), (d_targets, d_parameter))
         tangent = tangent + other
@@ -468,6 +520,7 @@ def softmax_target_loss(
     kind: Kind,
     parameter: jax.Array | None = None,
     dtype: jnp.dtype | None = None,
+    regularisers: Regularisers = NO_REGULARISERS,
 ) -> jax.Array:
     """Soft cross-entropy, KL or distillation (``kind``) with the fused passes.
 
@@ -481,10 +534,13 @@ def softmax_target_loss(
     written plainly; only its derivatives in the targets and the parameter are
     used. ``dtype`` is the compute dtype, when ``logits`` and ``targets`` come in
     a narrower one (bfloat16): they are cast where they are read.
+    ``regularisers`` adds the z-loss and soft-caps the logits (see the module
+    docstring); the reference is called on the capped logits, without the z-loss
+    (which depends on neither the targets nor the parameter).
     """
     dtype = logits.dtype if dtype is None else jnp.dtype(dtype)
     masked = where is not None
     keep = jnp.broadcast_to(where, logits.shape) if masked else jnp.ones((), dtype=bool)
     parameter = jnp.zeros((), dtype) if parameter is None else parameter
-    static = _Static(reference, Kind(kind), axis, dtype, masked)
+    static = _Static(reference, Kind(kind), axis, dtype, masked, regularisers)
     return _fused_loss(static, logits, targets, keep, parameter)

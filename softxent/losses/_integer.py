@@ -23,6 +23,7 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
+from ._common import check_regularisers
 from ._export import Param, export_loss
 from ._fused import IntegerTargets, Kind, softmax_target_loss
 
@@ -158,8 +159,11 @@ def cross_entropy_with_integer_labels(
     ignore_index: int | None,
     class_weights: ArrayLike | None,
     example_weights: ArrayLike | None,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The loss per row and the mean's weight per row (see ``reduce_weighted``)."""
+    regularisers = check_regularisers(fn, z_loss, soft_cap)
     logits = jnp.asarray(logits)
     check_floating(fn, "logits", logits)
     axis = check_axis(fn, axis, logits.ndim)
@@ -176,7 +180,7 @@ def cross_entropy_with_integer_labels(
     )
     losses = softmax_target_loss(
         _reference_integer, logits, parts.targets, axis, where,
-        kind=Kind.INTEGER_LABELS, dtype=dtype,
+        kind=Kind.INTEGER_LABELS, dtype=dtype, regularisers=regularisers,
     )
     return losses, parts.weight
 
@@ -192,6 +196,8 @@ def softmax_cross_entropy_with_integer_labels(
     ignore_index: int | None = None,
     class_weights: ArrayLike | None = None,
     example_weights: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     reduction: str = "none",
 ) -> jax.Array:
     r"""Softmax cross-entropy against integer class labels, as PyTorch defines it.
@@ -222,6 +228,13 @@ def softmax_cross_entropy_with_integer_labels(
       class_weights: :math:`w`, shape ``[V]``, not differentiated.
       example_weights: :math:`r`, broadcastable to ``labels``, not
         differentiated.
+      z_loss: :math:`\lambda \ge 0` (a Python number): adds
+        :math:`\lambda Q_n (\log Z_n)^2` with the row's target mass
+        :math:`Q_n = r_n ((1 - \alpha) w_{y_n} + \alpha \bar w)` (:math:`r_n`
+        without class weights, 0 for an ignored row), as in
+        ``softmax_cross_entropy``.
+      soft_cap: :math:`c > 0` (a Python number) or None: the logits become
+        :math:`c \tanh(z / c)`, as in ``softmax_cross_entropy``.
       reduction: ``"none"`` (one loss per row), ``"sum"``, or ``"mean"`` (the
         weighted mean above).
 
@@ -247,6 +260,7 @@ def softmax_cross_entropy_with_integer_labels(
     losses, weight = cross_entropy_with_integer_labels(
         fn, logits, labels, axis, where,
         label_smoothing=label_smoothing, ignore_index=ignore_index,
-        class_weights=class_weights, example_weights=example_weights,
+        class_weights=class_weights, example_weights=example_weights, z_loss=z_loss,
+        soft_cap=soft_cap,
     )
     return reduce_weighted(fn, losses, weight, reduction)

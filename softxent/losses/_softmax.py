@@ -35,7 +35,7 @@ from .._numerics import (
     xlogx,
     xlogy,
 )
-from ._common import as_param, kept_examples, prepare
+from ._common import as_param, check_regularisers, kept_examples, prepare
 from ._export import Param, apply_reduction, export_loss
 from ._fused import Kind, smooth_targets, softmax_target_loss
 
@@ -56,17 +56,33 @@ def softmax_cross_entropy(
     axis: int = -1,
     where: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     reduction: str = "none",
 ) -> jax.Array:
     r"""Softmax cross-entropy against soft targets.
 
     .. math::
-      \ell(z, q) = -\sum_i q'_i \log \operatorname{softmax}(z)_i, \qquad
+      \ell(z, q) = -\sum_i q'_i \log \operatorname{softmax}(\tilde z)_i
+        + \lambda \textstyle\sum_i q'_i \big(\log \sum_i e^{\tilde z_i}\big)^2, \qquad
       q' = (1 - \alpha)\, q + \alpha / K
 
-    where :math:`K` counts the kept classes. Terms with :math:`q'_i = 0` are 0
-    even where the logit is -inf, so masked logits give no NaN; the loss is inf
-    only where a class with positive target has probability 0.
+    where :math:`K` counts the kept classes, :math:`\lambda` is ``z_loss``
+    (its term is per unit of target mass: :math:`\lambda (\log Z)^2` for a row
+    that sums to 1) and
+    :math:`\tilde z = c \tanh(z / c)` with ``soft_cap`` :math:`c` (or
+    :math:`\tilde z = z`). Terms with :math:`q'_i = 0` are 0 even where the
+    logit is -inf, so masked logits give no NaN; the loss is inf only where a
+    class with positive target has probability 0.
+
+    The z-loss (PaLM) leaves the minimiser in probabilities at :math:`p = q'`
+    and pins the logits' free shift: it is least where :math:`\log Z = 0`,
+    so the logits become log-probabilities. Soft-capping (Gemma 2) bounds the
+    logits to :math:`(-c, c)`, so each probability lies strictly inside
+    :math:`\big(1 / (1 + (K - 1) e^{2c}),\ 1 / (1 + (K - 1) e^{-2c})\big)`: a
+    target outside that interval (a one-hot or a zero entry among them) is
+    never reached, and the loss keeps a positive gradient towards it. Both are
+    computed in the fused passes, with no array of their own.
 
     Args:
       logits: unnormalised scores, shape ``[..., K, ...]``.
@@ -76,6 +92,9 @@ def softmax_cross_entropy(
         class axis of size 1 to keep or drop whole examples (see the module
         docstring for how this differs from optax).
       label_smoothing: :math:`\alpha \in [0, 1]`.
+      z_loss: :math:`\lambda \ge 0`, a Python number (it decides whether the
+        compiled passes hold the term).
+      soft_cap: :math:`c > 0`, a Python number, or None for no cap.
       reduction: ``"none"`` returns the loss as described under Returns;
         ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
         (the mean of no values is 0).
@@ -89,12 +108,20 @@ def softmax_cross_entropy(
       >>> z = jnp.log(jnp.array([0.3, 0.5, 0.2]))
       >>> round(float(softxent.softmax_cross_entropy(z, jnp.array([0.3, 0.5, 0.2]))), 4)
       1.0297
+      >>> round(float(softxent.softmax_cross_entropy(z + 1, jnp.array([0.3, 0.5, 0.2]),
+      ...                                            z_loss=0.1)), 4)  # + 0.1 * 1^2
+      1.1297
 
     References:
       Szegedy et al., Rethinking the Inception Architecture for Computer
       Vision, CVPR 2016.
+
+      Chowdhery et al., PaLM: Scaling Language Modeling with Pathways, JMLR
+      2023 (z-loss); Gemma Team, Gemma 2, arXiv:2408.00118, 2024 (logit
+      soft-capping).
     """
     name = "softmax_cross_entropy"
+    regularisers = check_regularisers(name, z_loss, soft_cap)
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
     loss = softmax_target_loss(
         _reference_cross_entropy,
@@ -105,6 +132,7 @@ def softmax_cross_entropy(
         kind=Kind.CROSS_ENTROPY,
         parameter=as_param(label_smoothing, dtype),
         dtype=dtype,
+        regularisers=regularisers,
     )
     return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 

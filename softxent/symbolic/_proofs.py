@@ -144,6 +144,66 @@ def softmax_cross_entropy() -> Derivation:
     return d
 
 
+def z_loss() -> Derivation:
+    """PaLM's z-loss: the minimiser in p stays q; the logits' shift is pinned to log Z = 0."""
+    d = Derivation("The z-loss leaves p* = q and pins the logits' shift",
+                   "q_i > 0, Σ q_i = 1, λ > 0 (K = 3)")
+    Z = sp.symbols("z1:4", real=True)
+    Qs = sp.symbols("q1:4", positive=True)
+    lam = sp.Symbol("lambda", positive=True)
+    s = sp.Symbol("s", real=True)
+    constraint = {Qs[2]: 1 - Qs[0] - Qs[1]}
+    S = softmax(Z)
+    log_z = sp.log(sum(sp.exp(zi) for zi in Z))
+    loss = d.define("Cross-entropy plus the z-loss, log Z = log Σ e^(z_i)",
+                    sp.Function("L")(*Z),
+                    -sum(qi * sp.log(si) for si, qi in zip(S, Qs, strict=True)) + lam * log_z**2)
+    grad_1 = d.derivative("∂L/∂z_1 = p_1 Σq − q_1 + 2λ log Z p_1 (each z_i alike)", loss, Z[0],
+                          S[0] * sum(Qs) - Qs[0] + 2 * lam * log_z * S[0], of="L")
+    line = {Z[i]: sp.log(Qs[i]) + s for i in range(3)}
+    d.identity("On the cross-entropy's minimisers z = log q + s·1: log Z = s",
+               log_z.subs(line).subs(constraint), s)
+    on_line = d.identity("There ∂L/∂z_1 = 2λ s q_1: the cross-entropy's part vanishes",
+                         grad_1.subs(line).subs(constraint), 2 * lam * s * Qs[0])
+    d.solution("It vanishes only at s = 0", on_line, s, [sp.Integer(0)])
+    d.conclude("The z-loss does not move the minimiser in probabilities (p* = q: it depends "
+               "on the logits' shift alone, which softmax ignores) but of the line "
+               "log q + s·1 it keeps the one point z = log q, where log Z = 0: the logits "
+               "become log-probabilities")
+    return d
+
+
+def soft_cap() -> Derivation:
+    """Gemma 2's logit soft-capping bounds the reachable probabilities."""
+    d = Derivation("Soft-capping the logits at c bounds every probability",
+                   "t_i = c·tanh(z_i/c) ∈ (−c, c), c > 0 (K = 3)")
+    T = sp.symbols("t1:4", real=True)
+    c = sp.Symbol("c", positive=True)
+    zr_ = sp.Symbol("z", real=True)
+    d.derivative("The cap's derivative, 1 − tanh²(z/c) ∈ (0, 1]", c * sp.tanh(zr_ / c), zr_,
+                 1 - sp.tanh(zr_ / c) ** 2)
+    S = softmax(T)
+    grows = d.derivative("∂p_1/∂t_1 = p_1(1 − p_1): p_1 grows with its own logit", S[0],
+                         T[0], S[0] * (1 - S[0]))
+    d.sign("p_1(1 − p_1) > 0", sp.together(grows), "positive")
+    falls = d.derivative("∂p_1/∂t_2 = −p_1 p_2: and falls with each other logit", S[0], T[1],
+                         -S[0] * S[1])
+    d.sign("−p_1 p_2 < 0", falls, "negative")
+    corner = {T[0]: c, T[1]: -c, T[2]: -c}
+    d.identity("So p_1 < its value at t = (c, −c, −c): 1/(1 + (K − 1)e^(−2c))",
+               S[0].subs(corner), 1 / (1 + 2 * sp.exp(-2 * c)))
+    d.identity("and p_1 > its value at t = (−c, c, c): 1/(1 + (K − 1)e^(2c))",
+               S[0].subs({T[0]: -c, T[1]: c, T[2]: c}), 1 / (1 + 2 * sp.exp(2 * c)))
+    d.sign("The upper bound is below 1", 1 - 1 / (1 + 2 * sp.exp(-2 * c)), "positive")
+    d.conclude("A target q is reached (softmax(t) = q with t = log q + s·1 inside (−c, c)) "
+               "exactly when max_i log q_i − min_j log q_j < 2c; a target with an entry "
+               "outside (1/(1 + (K−1)e^(2c)), 1/(1 + (K−1)e^(−2c))), a one-hot or a zero "
+               "entry among them, is never reached: the loss has no minimiser there, only an "
+               "infimum approached as the logits run to ±∞, with a gradient that never "
+               "vanishes")
+    return d
+
+
 COUNTEREXAMPLE_TARGET = (sp.Rational(9, 10), sp.Rational(3, 5), sp.Rational(1, 5))
 
 
@@ -215,6 +275,8 @@ PROOFS: dict[str, Callable[[], Derivation]] = {
     "binary_cross_entropy": binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
     "bce_on_softmax": bce_on_softmax,
+    "z_loss": z_loss,
+    "soft_cap": soft_cap,
     "catalogue": catalogue,
 }
 
