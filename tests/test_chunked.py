@@ -50,10 +50,13 @@ def test_chunked_forms_match_unchunked_values_and_grads():
             lambda h, w: softxent.chunked_distillation_loss(h @ w, th @ tw, chunk_size=100),
         )
 
-    for plain, chunked in pairs():
-        np.testing.assert_allclose(chunked(h, w), plain(h, w), rtol=1e-6, atol=1e-6)
-        g_plain = jax.grad(lambda h, w: jnp.mean(plain(h, w)), argnums=(0, 1))(h, w)  # noqa: B023
-        g_chunk = jax.jit(jax.grad(lambda h, w: jnp.mean(chunked(h, w)), argnums=(0, 1)))(h, w)  # noqa: B023
+    @jax.jit  # one compiled program for every pair
+    def everything(h, w):
+        return [[(f(h, w), jax.grad(lambda h, w, f=f: jnp.mean(f(h, w)), argnums=(0, 1))(h, w))
+                 for f in pair] for pair in pairs()]
+
+    for (plain, g_plain), (chunked, g_chunk) in everything(h, w):
+        np.testing.assert_allclose(chunked, plain, rtol=1e-6, atol=1e-6)
         for a, b in zip(g_chunk, g_plain, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -156,29 +159,37 @@ def test_masks_biases_and_reductions_follow_the_dense_losses(reduction):
     h, w, b = (jnp.asarray(rng.normal(size=s)) for s in ((N, D), (D, V), (V,)))
     q = jax.nn.softmax(jnp.asarray(rng.normal(size=(N, V))))
     t = jnp.asarray(rng.normal(size=(N, V)))
-    for where in (jnp.asarray(rng.uniform(size=(N, V)) > 0.3), jnp.arange(V) != 2):
-        q_kept = jnp.where(where, q, 0)
-        dense_where = jnp.broadcast_to(where, (N, V))  # the dense losses take no [V] mask
-        pairs = [
-            (softxent.chunked_softmax_cross_entropy(h @ w, q_kept, where=where, chunk_size=5,
-                                                    label_smoothing=0.1, reduction=reduction),
-             softxent.softmax_cross_entropy(h @ w, q_kept, where=dense_where,
-                                            label_smoothing=0.1, reduction=reduction)),
-            (softxent.chunked_distillation_loss(h @ w, t, where=where, chunk_size=5,
-                                                reduction=reduction),
-             softxent.distillation_loss(h @ w, t, where=dense_where, reduction=reduction)),
-        ]
-        for chunked, dense in pairs:
-            np.testing.assert_allclose(chunked, dense, rtol=1e-12, atol=1e-12)
-    linear = softxent.linear_distillation_loss(
-        h, w, h[::-1], w, bias=b, teacher_bias=b[::-1], chunk_size=8, reduction=reduction)
-    dense = softxent.distillation_loss(h @ w + b, h[::-1] @ w + b[::-1], reduction=reduction)
-    np.testing.assert_allclose(linear, dense, rtol=1e-12, atol=1e-12)
-    grad = jax.grad(lambda b: jnp.sum(softxent.linear_softmax_cross_entropy(
-        h, w, q, bias=b, chunk_size=8, reduction=reduction)))(b)
-    want = jax.grad(lambda b: jnp.sum(softxent.softmax_cross_entropy(
-        h @ w + b, q, reduction=reduction)))(b)
-    np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-12)
+    masks = (jnp.asarray(rng.uniform(size=(N, V)) > 0.3), jnp.arange(V) != 2)
+
+    @jax.jit  # one compiled program for every comparison
+    def everything(h, w, b):
+        pairs = []
+        for where in masks:
+            q_kept = jnp.where(where, q, 0)
+            dense_where = jnp.broadcast_to(where, (N, V))  # the dense losses take no [V] mask
+            pairs += [
+                (softxent.chunked_softmax_cross_entropy(
+                    h @ w, q_kept, where=where, chunk_size=5, label_smoothing=0.1,
+                    reduction=reduction),
+                 softxent.softmax_cross_entropy(h @ w, q_kept, where=dense_where,
+                                                label_smoothing=0.1, reduction=reduction)),
+                (softxent.chunked_distillation_loss(h @ w, t, where=where, chunk_size=5,
+                                                    reduction=reduction),
+                 softxent.distillation_loss(h @ w, t, where=dense_where, reduction=reduction)),
+            ]
+        pairs.append((
+            softxent.linear_distillation_loss(h, w, h[::-1], w, bias=b, teacher_bias=b[::-1],
+                                              chunk_size=8, reduction=reduction),
+            softxent.distillation_loss(h @ w + b, h[::-1] @ w + b[::-1], reduction=reduction)))
+        pairs.append((
+            jax.grad(lambda b: jnp.sum(softxent.linear_softmax_cross_entropy(
+                h, w, q, bias=b, chunk_size=8, reduction=reduction)))(b),
+            jax.grad(lambda b: jnp.sum(softxent.softmax_cross_entropy(
+                h @ w + b, q, reduction=reduction)))(b)))
+        return pairs
+
+    for got, want in everything(h, w, b):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def _generalized_js_written_out(s, t, beta):
