@@ -365,3 +365,41 @@ def test_poly1_value_keeps_one_minus_p_of_a_saturated_class(top):
         exact = float(-mpmath.log1p(-rest) + 2 * rest)
     value = softxent.poly1_cross_entropy(jnp.array([top, 0.0]), jnp.array([1.0, 0.0]), epsilon=2.0)
     np.testing.assert_allclose(float(value), exact, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("dtype", "top"), [(jnp.float32, 60.0), (jnp.float64, 600.0)])
+def test_fused_losses_keep_the_mass_below_a_saturated_peak(dtype, top):
+    """Logits [top, 0, -top/2]: the other classes' mass is far below the unit roundoff, so
+    log S = log1p(rest) and the peak's gradient (minus that mass) must not round to 0."""
+    import mpmath
+
+    def softmax(z):
+        total = sum(mpmath.exp(a) for a in z)
+        return [mpmath.exp(a) / total for a in z]
+
+    z = [top, 0.0, -top / 2]
+    teacher = [2 * top, 0.0, -top]  # distillation: the teacher's peak saturated too
+    temperature = 2.0
+    with mpmath.workdps(60 + int(top)):
+        p = softmax([mpmath.mpf(a) for a in z])
+        p_t, q_t = (softmax([mpmath.mpf(a) / temperature for a in x]) for x in (z, teacher))
+        exact = {  # (value, gradient) for a one-hot target at the peak, and for the teacher
+            "softmax_cross_entropy": (-mpmath.log(p[0]), [p[0] - 1, p[1], p[2]]),
+            "kl_divergence": (-mpmath.log(p[0]), [p[0] - 1, p[1], p[2]]),
+            "distillation_loss": (
+                temperature**2 * sum(b * mpmath.log(b / a) for a, b in zip(p_t, q_t)),
+                [temperature * (a - b) for a, b in zip(p_t, q_t)],
+            ),
+        }
+        exact = {k: (float(v), [float(g) for g in grad]) for k, (v, grad) in exact.items()}
+    logits = jnp.array(z, dtype)
+    targets = {"distillation_loss": jnp.array(teacher, dtype)}
+    params = {"distillation_loss": {"temperature": temperature}}
+    eps, tiny = float(jnp.finfo(dtype).eps), float(jnp.finfo(dtype).tiny)  # below tiny: flushed
+    for name, (value, gradient) in exact.items():
+        fn = softxent.get_loss(name).fn
+        q = targets.get(name, jnp.array([1.0, 0.0, 0.0], dtype))
+        f = lambda z, fn=fn, q=q, name=name: fn(z, q, **params.get(name, {}))
+        np.testing.assert_allclose(float(f(logits)), value, rtol=8 * eps, err_msg=name)
+        np.testing.assert_allclose(np.asarray(jax.grad(f)(logits), np.float64), gradient,
+                                   rtol=8 * eps, atol=tiny, err_msg=name)

@@ -15,12 +15,17 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
    labels form ``q_c = hot [c = y] + spread w_c`` (``IntegerTargets``) from the
    class index where each block is read, never as an N x V one-hot.
 2. Row statistics, one read of the inputs: the peak ``m = max z``, the
-   normaliser ``S = sum exp(z - m)``, the target mass ``Q = sum q`` and
-   ``W = sum q (z - m [- log q])``. On the CPU a large array is read a block of
-   rows at a time (``_row_blocked``), so each block's temporaries stay in cache.
-3. Value. ``log p = z - m - log S``, so
+   normaliser's excess ``R = S - 1`` over the peak's own ``exp(0) = 1`` (with
+   ``S = sum exp(z - m)``), the target mass ``Q = sum q`` and
+   ``W = sum q (z - m [- log q])``. ``R`` is summed without the 1: the classes
+   below the peak, plus one per tie at it. Summed with it, ``S = 1 + R`` rounds
+   to 1 once ``R`` is below the unit roundoff (one logit 37 above the rest in
+   float64, 17 in float32), and ``log S`` and ``1 - p_top`` lose the whole mass
+   of the other classes. On the CPU a large array is read a block of rows at a
+   time (``_row_blocked``), so each block's temporaries stay in cache.
+3. Value. ``log p = z - m - log S`` with ``log S = log1p(R)``, so
 
-       -sum q log p = sum q (log S - (z - m)) = Q log S - W,
+       -sum q log p = sum q (log S - (z - m)) = Q log1p(R) - W,
 
    two sums of terms of one sign (no cancellation), and no log-softmax array.
    KL and distillation put ``- log q`` inside ``W``: ``sum q (log q - log p)``.
@@ -29,9 +34,20 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
 
        d loss / dz_j = Q p_j - q_j,
 
-   with ``p`` formed again from ``m`` and ``S``. Distillation's logits are
-   ``s / T``, so its gradient in ``s`` is ``(Q p - q) / T``; the caller's
-   ``T**2`` makes it ``T (Q p - q)``.
+   with ``p`` formed again from ``m`` and ``R``. At a peak that holds more
+   than half the mass (``p = 1 / S > 1/2``, so ``R < 1``: no tie) ``p`` rounds
+   to 1 where the others' mass is small, and ``Q p - q`` would cancel; there
+   ``Q / S = Q - Q R / S`` gives
+
+       d loss / dz_peak = (Q - q_peak) - Q R / S,
+
+   minus the others' mass, with no difference of nearly equal terms (for a
+   one-hot target at the peak ``Q - q_peak`` is exactly 0). Its derivative,
+   ``Q dR / S^2`` formed as ``Q (dR / S - R dR / S^2)``, loses at most a factor
+   2 for ``R < 1``; beyond, ``Q p - q`` is kept, whose derivatives are those of
+   ``p``. Distillation's
+   logits are ``s / T``, so its gradient in ``s`` is ``(Q p - q) / T``; the
+   caller's ``T**2`` makes it ``T (Q p - q)``.
 5. Tangents (``_fused_loss_jvp``). In the logits: ``sum_j slope_j dz_j``, linear
    in ``dz``, so JAX transposes it into the VJP and forward mode, reverse mode
    and higher derivatives all work (a ``custom_vjp`` would allow reverse mode
@@ -135,6 +151,8 @@ class _Setting(NamedTuple):
     kind: Kind
     dtype: jnp.dtype  # the compute dtype
     regularisers: Regularisers = NO_REGULARISERS
+    # Pass 2 reads a block of rows (CPU): its second sum of R runs only where needed.
+    blocked: bool = False
 
 
 def soft_capped(logits: jax.Array, soft_cap: float | None) -> jax.Array:
@@ -153,31 +171,98 @@ def smooth_targets(
 
 
 class _Normaliser(NamedTuple):
-    peak: jax.Array  # m, per row
-    shifted: jax.Array  # shifted_logits: the limited logits less m
+    peak: jax.Array  # m, per row, of the logits as given (before any scaling by 1 / T)
+    at_peak: jax.Array  # z == m: the peak entry and its ties
+    shifted: jax.Array  # shifted_logits, (z - m) / T for distillation
     exponentials: jax.Array  # exp(shifted)
-    total: jax.Array  # S, the row sum of the exponentials
+    excess: jax.Array  # R = S - 1, summed without the peak's 1 (pass 2)
+    halves: jax.Array | None  # exp(shifted / 2), where asked for
 
 
-def _normaliser(logits: jax.Array, keep: jax.Array | None, axis: int) -> _Normaliser:
+def _shifted(
+    logits: jax.Array, keep: jax.Array | None, peak: jax.Array, scale: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    """``(z - m) [/ T]`` and where it is exactly 0: at the peak. Scaling after the
+    difference keeps that 0 exact: XLA may form ``z / T`` anew for each consumer
+    with a different rounding (a division as a product with 1 / T), so that
+    ``z / T - max(z / T)`` need not be 0 at the peak; ``z - m`` is one exact
+    difference of the same two numbers wherever it is formed."""
+    difference = shifted_logits(logits, keep, peak)
+    at_peak = difference == 0
+    return (difference if scale is None else difference / scale), at_peak
+
+
+def _normaliser(
+    logits: jax.Array,
+    keep: jax.Array | None,
+    axis: int,
+    scale: jax.Array | None = None,
+    blocked: bool = False,
+    halves: bool = False,
+) -> _Normaliser:
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    shifted = shifted_logits(logits, keep, peak)
-    exponentials = jnp.exp(shifted)
-    return _Normaliser(peak, shifted, exponentials, jnp.sum(exponentials, axis=axis, keepdims=True))
+    shifted, at_peak = _shifted(logits, keep, peak, scale)
+    half = jnp.exp(shifted / 2) if halves else None
+    exponentials = half * half if halves else jnp.exp(shifted)
+    total = jnp.sum(exponentials, axis=axis, keepdims=True)
+
+    def below() -> jax.Array:
+        if not blocked:
+            return jnp.sum(jnp.where(at_peak, 0, exponentials), axis=axis, keepdims=True)
+        # Formed anew from the block's inputs inside the branch, so that no block of
+        # exponentials is kept for it.
+        again, again_at_peak = _shifted(logits, keep, peak, scale)
+        again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
+        return jnp.sum(jnp.where(again_at_peak, 0, again), axis=axis, keepdims=True)
+
+    excess = _excess(total, below, blocked)
+    return _Normaliser(peak, at_peak, shifted, exponentials, excess, half)
 
 
-def _log_total(total: jax.Array) -> jax.Array:
-    return jnp.log(nonzero_total(total))
+def _excess(total: jax.Array, below: Callable[[], jax.Array], blocked: bool) -> jax.Array:
+    """``R = S - 1`` from ``S`` where that loses nothing, and summed again without the
+    peak's 1 (``below``) where it would: below ``S = 3/2`` (``R < 1/2``; the rounding
+    of ``S = 1 + R`` is a relative ``u / R`` of ``R``). There the peak entry is alone
+    (a tie would make ``S >= 2``). In a block of rows read from main memory the
+    second sum runs only if some row needs it; a cache-resident array (or a fusing
+    backend) takes it always, cheaper than the branch.
+    A fully masked row has ``S = 0`` and ``R = -1`` (see ``_log_total``, ``_total``)."""
+    dominant = (total < 1.5) & (total > 0)
+    if blocked:
+        again = lax.cond(jnp.any(dominant), below, lambda: jnp.zeros_like(total))
+    else:
+        again = below()
+    # If the peak entry was not told apart (a computed logit, soft-capped, formed with
+    # a different rounding for the max), below holds its 1: keep S - 1 there.
+    return jnp.where(dominant & (again < 0.75), again, total - 1)
+
+
+def _log_total(excess: jax.Array) -> jax.Array:
+    """``log S = log1p(R)``; 0 for a row with no mass (R = -1)."""
+    has_mass = excess > -1
+    return jnp.where(has_mass, jnp.log1p(jnp.where(has_mass, excess, 0)), 0)
+
+
+def _total(excess: jax.Array) -> jax.Array:
+    """``S = 1 + R``; 1 for a row with no mass, so that no 0/0 arises."""
+    return nonzero_total(1 + excess)
 
 
 class _Read(NamedTuple):
     """Pass 1's output: the inputs as the loss weighs them."""
 
-    logits: jax.Array  # z, or s / T
+    logits: jax.Array  # z, or the student's s (divided by ``scale``)
+    scale: jax.Array | None  # distillation: T
     targets: jax.Array  # q: smoothed, as given, or the teacher's probabilities
     log_targets: jax.Array | None  # log q where the loss subtracts q's entropy
-    teacher: tuple[jax.Array, ...]  # distillation: the teacher's peak and log normaliser
+    # Distillation: 1 - q, the teacher's mass at the other classes, formed without
+    # cancellation where q rounds to 1 (None: Q - q from the targets as given).
+    complements: jax.Array | None
+    # Distillation, pass 2: sqrt(q), so that q x (a huge log-ratio) is formed as
+    # (sqrt(q) x) sqrt(q) where q alone is below the smallest normal float.
+    roots: jax.Array | None
+    teacher: tuple[jax.Array, ...]  # distillation: the teacher's peak and R
 
 
 def _read(
@@ -193,57 +278,75 @@ def _read(
     from the teacher's logits (and returned). The entropy's ``log q`` is only
     formed where pass 2 needs it (``teacher is None``).
     """
-    keep, parameter, axis, kind, _, regularisers = setting
-    logits = soft_capped(logits, regularisers.soft_cap)
+    keep, parameter, axis, kind = setting.keep, setting.parameter, setting.axis, setting.kind
+    logits = soft_capped(logits, setting.regularisers.soft_cap)
     if kind is Kind.INTEGER_LABELS:
         labels, hot, spread, class_weights = targets
         classes = lax.broadcasted_iota(labels.dtype, logits.shape, axis % logits.ndim)
         spread = spread * class_weights
         if keep is not None:
             spread = jnp.where(keep, spread, 0)
-        return _Read(logits, jnp.where(classes == labels, hot, 0) + spread, None, ())
+        hot = jnp.where(classes == labels, hot, 0)
+        return _Read(logits, None, hot + spread, None, None, None, ())
     if kind is Kind.CROSS_ENTROPY:
-        return _Read(logits, smooth_targets(targets, keep, parameter, axis), None, ())
+        smoothed = smooth_targets(targets, keep, parameter, axis)
+        return _Read(logits, None, smoothed, None, None, None, ())
     if kind is Kind.KL:
         live = targets != 0
         log_targets = None if teacher is not None else jnp.log(jnp.where(live, targets, 1))
-        return _Read(logits, targets, log_targets, ())
+        return _Read(logits, None, targets, log_targets, None, None, ())
     if teacher is None:
-        t_peak, t_shifted, t_exponentials, t_total = _normaliser(targets / parameter, keep, axis)
-        t_log_total = _log_total(t_total)
-        return _Read(
-            logits / parameter,
-            t_exponentials / nonzero_total(t_total),
-            t_shifted - t_log_total,
-            (t_peak, t_log_total),
+        t_peak, t_at_peak, t_shifted, t_exponentials, t_excess, t_halves = _normaliser(
+            targets, keep, axis, parameter, setting.blocked, halves=True
         )
-    t_peak, t_log_total = teacher
-    teacher_probabilities = jnp.exp(shifted_logits(targets / parameter, keep, t_peak) - t_log_total)
-    return _Read(logits / parameter, teacher_probabilities, None, teacher)
+        t_log_total = _log_total(t_excess)
+        probabilities = t_exponentials / _total(t_excess)
+        roots = t_halves * lax.rsqrt(_total(t_excess))
+        log_targets = t_shifted - t_log_total
+    else:
+        t_peak, t_excess = teacher
+        t_shifted, t_at_peak = _shifted(targets, keep, t_peak, parameter)
+        probabilities = jnp.exp(t_shifted - _log_total(t_excess))
+        log_targets = roots = None
+    # A teacher's peak holding over half its mass has 1 - q = R_t / S_t (pass 4).
+    dominant = t_at_peak & (t_excess < 1)
+    complements = jnp.where(dominant, t_excess / _total(t_excess), 1 - probabilities)
+    return _Read(
+        logits, parameter, probabilities, log_targets, complements, roots, (t_peak, t_excess)
+    )
 
 
 class _RowParts(NamedTuple):
-    statistics: tuple[jax.Array, ...]  # per row: peak, S, Q, W [, teacher's peak, log S]
+    statistics: tuple[jax.Array, ...]  # per row: peak, R, Q, W [, the teacher's peak, R]
     exponentials: jax.Array  # exp(z - m) of the (scaled, limited) logits
+    at_peak: jax.Array  # z == m
     targets: jax.Array  # as the loss weighs them
+    complements: jax.Array | None  # _Read's
 
 
 def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) -> _RowParts:
-    """Passes 1 and 2: per row (class axis kept, size 1) ``m``, ``S``, ``Q`` and ``W``
+    """Passes 1 and 2: per row (class axis kept, size 1) ``m``, ``R``, ``Q`` and ``W``
     over the live targets, then the teacher's statistics for distillation; besides
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
-    peak, term, exponentials, total = _normaliser(read.logits, setting.keep, setting.axis)
+    peak, at_peak, term, exponentials, excess, _ = _normaliser(
+        read.logits, setting.keep, setting.axis, read.scale, setting.blocked
+    )
     if setting.kind is Kind.INTEGER_LABELS:
         mass, weighted = _integer_sums(read.logits, targets, setting, peak, term)
-        return _RowParts((peak, total, mass, weighted), exponentials, read.targets)
+        statistics = (peak, excess, mass, weighted)
+        return _RowParts(statistics, exponentials, at_peak, read.targets, None)
     if read.log_targets is not None:
         term = term - read.log_targets
-    live = read.targets != 0
     mass = jnp.sum(read.targets, axis=setting.axis, keepdims=True)
+    if read.roots is None:
+        live, products = read.targets != 0, read.targets * term
+    else:
+        live, products = read.roots != 0, (read.roots * term) * read.roots
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
-    weighted = jnp.sum(jnp.where(live, read.targets * term, 0), axis=setting.axis, keepdims=True)
-    return _RowParts((peak, total, mass, weighted, *read.teacher), exponentials, read.targets)
+    weighted = jnp.sum(jnp.where(live, products, 0), axis=setting.axis, keepdims=True)
+    statistics = (peak, excess, mass, weighted, *read.teacher)
+    return _RowParts(statistics, exponentials, at_peak, read.targets, read.complements)
 
 
 def _integer_sums(
@@ -260,7 +363,7 @@ def _integer_sums(
 
     so the label's term is a gather and the smoothing's one weighted row sum,
     each taken only where its weight is nonzero (a -inf logit times 0 is 0)."""
-    keep, _, axis, _, _, _ = setting
+    keep, axis = setting.keep, setting.axis
     labels, hot, spread, weights = targets
     # An ignored row's label may lie outside [0, V); its hot weight is 0.
     index = jnp.clip(labels, 0, logits.shape[axis] - 1)
@@ -345,14 +448,16 @@ def _statistics(
     follows = [x.shape[:-1] == logits.shape[:-1] for x in leaves]
     keep = [] if setting.keep is None else [setting.keep]
 
-    def whole(z: jax.Array, *rest: jax.Array, axis: int = setting.axis) -> tuple:
+    def whole(
+        z: jax.Array, *rest: jax.Array, axis: int = setting.axis, blocked: bool = False
+    ) -> tuple:
         blocks = iter(rest)
         t = structure.unflatten(
             [next(blocks) if f else x for x, f in zip(leaves, follows, strict=True)]
         )
         kept = list(blocks)
         z, t = z.astype(setting.dtype), _cast(t, setting.dtype)  # per block: no full-size copy
-        local = setting._replace(keep=kept[0] if kept else None, axis=axis)
+        local = setting._replace(keep=kept[0] if kept else None, axis=axis, blocked=blocked)
         return _row_statistics(z, t, local).statistics
 
     arrays = [logits, *(x for x, f in zip(leaves, follows, strict=True) if f), *keep]
@@ -364,7 +469,7 @@ def _statistics(
     block_rows = max(1, BLOCK_ENTRIES // logits.shape[-1])
 
     def blocked(*arrays: jax.Array) -> tuple:
-        return _row_blocked(lambda *b: whole(*b, axis=-1), list(arrays), block_rows)
+        return _row_blocked(lambda *b: whole(*b, axis=-1, blocked=True), list(arrays), block_rows)
 
     return lax.platform_dependent(*arrays, cpu=blocked, default=whole)
 
@@ -391,44 +496,55 @@ def _kept_exponentials(
 ) -> tuple[jax.Array, jax.Array]:
     dtype = setting.dtype
     parts = _row_statistics(logits.astype(dtype), _cast(targets, dtype), setting)
-    peak, total, mass, weighted, *_ = parts.statistics
-    probabilities = parts.exponentials / nonzero_total(total)
+    peak, excess, mass, weighted, *_ = parts.statistics
+    probabilities = parts.exponentials / _total(excess)
     return _value_and_slope_from(
-        peak, _log_total(total), mass, weighted, probabilities, parts.targets, setting.axis,
-        setting.regularisers.z_loss,
+        peak, excess, mass, weighted, probabilities, parts.at_peak, parts.targets,
+        parts.complements, setting.axis, setting.regularisers.z_loss,
     )
 
 
 def _formed_again(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
-    peak, total, mass, weighted, *teacher = _statistics(logits, targets, setting)
+    peak, excess, mass, weighted, *teacher = _statistics(logits, targets, setting)
     dtype = setting.dtype
     read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
-    log_total = _log_total(total)
-    probabilities = jnp.exp(shifted_logits(read.logits, setting.keep, peak) - log_total)
+    shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale)
+    probabilities = jnp.exp(shifted - _log_total(excess))
     return _value_and_slope_from(
-        peak, log_total, mass, weighted, probabilities, read.targets, setting.axis,
-        setting.regularisers.z_loss,
+        peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
+        setting.axis, setting.regularisers.z_loss,
     )
 
 
 def _value_and_slope_from(
     peak: jax.Array,
-    log_total: jax.Array,
+    excess: jax.Array,
     mass: jax.Array,
     weighted: jax.Array,
     probabilities: jax.Array,
+    at_peak: jax.Array,
     targets: jax.Array,
+    complements: jax.Array | None,
     axis: int,
     z_loss: float = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Passes 3 and 4: ``Q log S - W`` and ``Q p - q``, plus the z-loss's
-    ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p`` (``log Z = m + log S``; 0 for a
-    row with no finite normaliser)."""
+    """Passes 3 and 4: ``Q log1p(R) - W`` and ``Q p - q`` (``(Q - q) - Q R / S`` at the
+    peak), plus the z-loss's ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p``
+    (``log Z = m + log S``; 0 for a row with no finite normaliser).
+
+    ``complements`` is ``Q - q`` where the targets come from logits (distillation:
+    ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``)."""
+    log_total = _log_total(excess)
     value = mass * log_total - weighted
+    others = mass * (excess / _total(excess))
+    if complements is None:
+        complements = mass - targets
+    dominant = at_peak & (excess < 1)  # p > 1/2 at the peak
+    slope = jnp.where(dominant, complements - others, mass * probabilities - targets)
     # A row with +inf logits is constant in them.
-    slope = jnp.where(jnp.isposinf(peak), 0, mass * probabilities - targets)
+    slope = jnp.where(jnp.isposinf(peak), 0, slope)
     if z_loss:
         log_z = peak + log_total
         finite = jnp.isfinite(log_z)
