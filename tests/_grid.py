@@ -24,10 +24,13 @@ CLASS_LOGITS = {
     "saturated_30": [30.0, 0.0, -30.0, 1.0],
     "exp_edge_f32": [87.0, 0.0, -88.5, 1.0],
     "exp_edge_f64": [708.0, 0.0, -709.5, 1.0],
-    # Far past every exp range, with a loss near 1e37. Nearer half the largest
-    # float32 (1.6e38) focal_cross_entropy's float32 gradient is NaN: its reverse
-    # pass carries gamma * weight * CE (> the largest float) into a zero derivative.
+    # Far past every exp range, with a loss near 1e37.
     "huge_f32": [1e37, -1e37, 0.0, 1.0],
+    # Near half the largest float (the largest whose differences stay finite): a
+    # cross-entropy term q |log p| near the largest float, so gamma times it
+    # overflows (focal_cross_entropy's reverse pass, where p underflows to 0).
+    "half_max_f32": [1.6e38, -1.6e38, 0.0, 1.0],
+    "half_max_f64": [8.98e307, -8.98e307, 0.0, 1.0],
 }
 # Targets that put zero mass where the logit rows above have -inf, and one-hot rows.
 CLASS_TARGETS = {

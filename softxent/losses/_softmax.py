@@ -400,17 +400,27 @@ def _log_top_complement(logits: jax.Array, log_p: jax.Array, axis: int,
     shift = jnp.where(usable, peak, 0)
     mass = jnp.sum(jnp.exp(jnp.where(usable, others, -jnp.inf) - shift), axis=axis,
                    keepdims=True)
-    log_rest = shift + jnp.log(jnp.where(usable, mass, 1)) - jnp.where(usable, z_top, 0)
+    # The difference first: exact (or one rounding) where the logits are close, while
+    # (shift + log(mass)) - z_top would round at the logits' magnitude (|z| ~ 700).
+    log_rest = (shift - jnp.where(usable, z_top, 0)) + jnp.log(jnp.where(usable, mass, 1))
     top_value = log_rest - softplus(log_rest)
     inside = is_top & usable
     return jnp.where(inside, top_value, log1mexp(jnp.where(inside, -1.0, log_p)))
 
 
 def _focal_weight(log_rest: jax.Array, gamma: jax.Array) -> jax.Array:
-    """(1 - p)^gamma from log(1 - p), with 0^0 = 1 and finite derivatives at p = 1."""
+    """(1 - p)^gamma from log(1 - p), with 0^0 = 1 and finite derivatives at p = 1.
+
+    Where p underflows to 0, log(1 - p) is exactly 0 and the weight is the constant
+    1: its derivative there is gamma q |log p| p, below every float, while the
+    chain rule would carry the cotangent q |log p| (up to the largest float, so
+    gamma times it overflows) into log1mexp's zero derivative: inf * 0.
+    """
     finite = jnp.isfinite(log_rest)
     at_one = jnp.where(gamma == 0, 1, 0).astype(log_rest.dtype)
-    return jnp.where(finite, jnp.exp(gamma * jnp.where(finite, log_rest, 0)), at_one)
+    varies = finite & (log_rest != 0)
+    weight = jnp.exp(gamma * jnp.where(varies, log_rest, 0))
+    return jnp.where(varies, weight, jnp.where(finite, 1, at_one).astype(log_rest.dtype))
 
 
 @export_loss(params=(Param("gamma", 2.0, 0.0, None, doc="focusing parameter"),))
