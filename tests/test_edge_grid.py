@@ -403,3 +403,12 @@ def test_fused_losses_keep_the_mass_below_a_saturated_peak(dtype, top):
         np.testing.assert_allclose(float(f(logits)), value, rtol=8 * eps, err_msg=name)
         np.testing.assert_allclose(np.asarray(jax.grad(f)(logits), np.float64), gradient,
                                    rtol=8 * eps, atol=tiny, err_msg=name)
+
+
+def test_js_divergence_gradient_of_a_saturated_row_does_not_cancel():
+    """Logits [-453.7, 269.5, -54.3], target [1, 0, 0]: every exact partial is about 3e-312
+    (below float64's smallest normal); a cancellation would leave roundoff times p_2 ~ 1e-157."""
+    z = jnp.array([-453.671109, 269.4625751, -54.28137286], jnp.float64)
+    q = jnp.array([1.0, 0.0, 0.0], jnp.float64)
+    g = np.asarray(jax.grad(lambda z: softxent.js_divergence(z, q))(z))
+    assert np.all(np.abs(g) <= 2.0**20 * float(jnp.finfo(jnp.float64).tiny)), g

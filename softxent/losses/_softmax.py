@@ -310,19 +310,59 @@ def js_divergence(
     name = "js_divergence"
     logits, targets, axis, where, _ = prepare(name, logits, targets, axis, where)
     log_p = masked_log_softmax(logits, axis, where)
+    p, ratio_p, ratio_q = _js_parts(log_p, targets)
+    value = 0.5 * masked_sum(xlogy(p, ratio_p) + xlogy(targets, ratio_q), axis, where)
+    # The derivatives from terms shifted by the top class's log(p/m): sum p = 1, so
+    # -c sum p changes no derivative in the logits, and with c = log(p_top / m_top)
+    # the top class's cotangent on log p is exactly 0. Unshifted, the gradient
+    # p_k (h_k - sum_j p_j h_j) (h = log(p/m) / 2) forms sum_j p_j h_j ~ h_top and
+    # subtracts: a roundoff of h_top, times p_k, where the exact difference may be
+    # e^-700 times smaller (a saturated row whose other classes share h_top).
+    top = jnp.argmax(log_p, axis=axis, keepdims=True)
+    shift = lax.stop_gradient(jnp.take_along_axis(ratio_p, top, axis))
+    shift = jnp.where(jnp.isfinite(shift), shift, 0)  # a fully masked row
+    shifted = 0.5 * masked_sum(_shifted_js_terms(log_p, targets, shift), axis, where)
+    # The value is ``value``'s, the derivatives (of every order) are ``shifted``'s.
+    loss = lax.stop_gradient(value) + (shifted - lax.stop_gradient(shifted))
+    return apply_reduction(name, loss, reduction, kept_examples(where, axis))
+
+
+def _js_parts(log_p: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """p, log(p / m) and log(q / m) for m = (p + q) / 2.
+
+    Both logs come from the log-ratio d = log q - log p alone
+    (log(p/m) = -log((1 + e^d)/2)): m is never formed, so it cannot underflow to 0
+    beside a finite p (0.5 * p is subnormal, and flushed, for p near the smallest
+    normal), and the derivatives carry no 1/m^2 (inf in float32 from p ~ 1e-19).
+    """
     log_q = safe_log(targets)  # prepare has zeroed the masked targets
-    # log(p / m) and log(q / m) from the log-ratio d = log q - log p alone: m is
-    # never formed, so it cannot underflow to 0 beside a finite p (0.5 * p is
-    # subnormal, and flushed, for p near the smallest normal), and the
-    # derivatives carry no 1/m^2 (inf in float32 from p ~ 1e-19).
     both = jnp.isfinite(log_p) & jnp.isfinite(log_q)
     one_sided = jnp.where(jnp.isfinite(log_q), jnp.inf, -jnp.inf).astype(log_p.dtype)
     d = jnp.where(both, log_q - jnp.where(both, log_p, 0), one_sided)
-    terms = xlogy(jnp.exp(log_p), _log_two_over_one_plus_exp(d))
-    terms = terms + xlogy(targets, _log_two_over_one_plus_exp(-d))
-    return apply_reduction(
-        name, 0.5 * masked_sum(terms, axis, where), reduction, kept_examples(where, axis)
-    )
+    return jnp.exp(log_p), _log_two_over_one_plus_exp(d), _log_two_over_one_plus_exp(-d)
+
+
+@jax.custom_jvp
+def _shifted_js_terms(log_p: jax.Array, targets: jax.Array, shift: jax.Array) -> jax.Array:
+    """p log(p/m) + q log(q/m) - shift p per class, with its derivatives written out:
+    d/d log p = p (log(p/m) - shift) and d/dq = log(q/m), the terms from m cancelling
+    exactly (q/(p + q) - q/(p + q)) instead of in rounding."""
+    p, ratio_p, ratio_q = _js_parts(log_p, targets)
+    return xlogy(p, ratio_p) + xlogy(targets, ratio_q) - shift * p
+
+
+@_shifted_js_terms.defjvp
+def _shifted_js_terms_jvp(primals, tangents):
+    log_p, targets, shift = primals
+    d_log_p, d_targets, d_shift = tangents
+    p, ratio_p, ratio_q = _js_parts(log_p, targets)
+    value = xlogy(p, ratio_p) + xlogy(targets, ratio_q) - shift * p
+    live = p > 0  # log(p/m) is finite there; elsewhere the term is a structural 0
+    slope_p = jnp.where(live, p * (jnp.where(live, ratio_p, 0) - shift), 0)
+    # A zero target's term is 0 whatever p (as in xlogy): log(q/m) = -inf there.
+    finite_q = jnp.isfinite(ratio_q)
+    slope_q = jnp.where(finite_q, jnp.where(finite_q, ratio_q, 0), 0)
+    return value, slope_p * d_log_p + slope_q * d_targets - p * d_shift
 
 
 def _log_two_over_one_plus_exp(d: jax.Array) -> jax.Array:
