@@ -288,3 +288,40 @@ def test_verify_catches_a_perturbed_loss_at_each_order(monkeypatch, order):
     (result,) = _verify.verify(points=30, workers=1, orders=(order,), dtypes=("float32",))
     assert not result.passed
     assert "kl_divergence" in result.describe() and f"order {order}" in result.describe()
+
+
+def test_verify_reference_takes_parameters_as_the_dtype_holds_them():
+    from softxent.symbolic._verify import rounded_parameters
+
+    spec = softxent.get_loss("generalized_cross_entropy")
+    held = dict(rounded_parameters(spec, {"k": 0.3}, "float32"))
+    assert held == {"k": float(np.float32(0.3))} and held["k"] != 0.3
+    assert dict(rounded_parameters(spec, {}, "float64")) == {"k": 0.7}
+
+
+def test_verify_floor_moves_the_logits_as_a_scaling_too():
+    """Random signs [-1, 1] leave the difference of logits [-709, 710] almost unmoved;
+    the scaling moves it by 1419 u, and the value (about 1419) by as much."""
+    from softxent.symbolic._verify import reference
+
+    x, t, v = np.array([[-709.0, 710.0, 0.0]]), np.array([[1.0, 0.0, 0.0]]), np.zeros((1, 3))
+    signs = np.array([[-1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    exact, moved = reference("softmax_cross_entropy", (("label_smoothing", 0.0),), (0,),
+                             x, t, v, signs, False)
+    np.testing.assert_allclose(exact[0, 0], 1419.0, rtol=1e-12)
+    assert moved[0, 0] > 1400
+
+
+def test_verify_value_rounding_to_the_largest_float_is_finite():
+    from softxent.symbolic._verify import compare
+
+    spec = softxent.get_loss("binary_cross_entropy")
+    top = float(np.finfo(np.float32).max)
+    exact = np.array([[top * (1 + 2.0**-26)], [top * (1 + 2.0**-23)]])  # rounds to max; to inf
+    computed = np.array([[top], [np.inf]])
+    x = t = v = np.full((2, 1), 0.5)
+    result = compare(spec, {}, 0, "float32", x, t, v, exact, np.zeros_like(exact), computed, (0,))
+    assert result.passed, result.describe()
+    computed[1, 0] = top  # where the exact value overflows, a finite one is a failure
+    result = compare(spec, {}, 0, "float32", x, t, v, exact, np.zeros_like(exact), computed, (0,))
+    assert not result.passed and "overflows" in result.failures[0]

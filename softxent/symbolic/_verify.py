@@ -36,8 +36,15 @@ vector over the classes) and computed ``c``::
 with ``u`` the dtype's unit roundoff (2^-24, 2^-53), ``tiny`` its smallest
 normal number, and ``phi`` the resolution floor: the change of ``r`` itself
 when every input (predictions and targets) moves by one unit roundoff, ``phi =
-||r(x (1 + u s), t (1 + u s')) - r(x, t)||_inf`` for fixed random signs ``s,
-s'`` (exactly: ``u`` times that directional derivative, by mpmath). So ``e``
+||r(x (1 + u s), t (1 + u s')) - r(x, t)||_inf`` (exactly: ``u`` times that
+directional derivative, by mpmath), the larger of two directions: fixed random
+signs ``s, s'``, and the same with every logit (a prediction or a teacher's)
+moving up, ``s = 1``. That second one is a scaling, which moves every
+difference ``z_i - z_j`` by ``u (z_i - z_j)``, as much as its rounding can; the
+random signs leave the difference of a pair of opposite-signed logits unmoved
+half the time (for [-709, 710] in float64 that rounding alone is 250 units of
+``u`` in ``e^(z_0 - z_1)``), and they move the difference of two close large
+logits by ``u (|z_i| + |z_j|)``, which the scaling misses. So ``e``
 counts units of roundoff: a relative error in units of ``u`` where ``r`` is well
 determined by the inputs, and an absolute error in units of ``phi`` where the
 rounding of the inputs alone already moves ``r`` by more than ``u |r|`` (near a
@@ -220,7 +227,13 @@ def _complements(twin_: Twin, xs: Sequence[sp.Symbol]) -> tuple[list[sp.Expr], l
 
 def _expression(name: str, param_items: tuple[tuple[str, Any], ...]):
     t = twin(name)
-    params = t.parameters(dict(param_items))
+    values = dict(param_items)
+    # A float parameter is taken exactly as given (see rounded_parameters), not as the
+    # nearby simple rational that nsimplify makes of it.
+    params = {
+        k: sp.Rational(values[k]) if isinstance(values.get(k), float) else v
+        for k, v in t.parameters(values).items()
+    }
     width = K if t.output == "per_example" else 1
     xs = symbols("x", width, real=True)
     ts = symbols("t", width, real=True)
@@ -282,8 +295,9 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
     """Exact [value, gradient, H v] per row and the change under a one-ulp move.
 
     Returns ``(exact, moved)``: ``exact`` rounded to float64 (inf where it
-    overflows), ``moved`` the directional derivative along ``(x s, t s')``,
-    ``signs = (s, s')``, per output (so ``u * |moved|`` is the floor phi).
+    overflows), ``moved`` the larger magnitude of the directional derivatives
+    along ``(x s, t s')`` (``signs = (s, s')``) and along the same with the logits'
+    signs set to 1, per output (so ``u * moved`` is the floor phi).
     """
     f = _reference_function(name, param_items, orders)
     value = _value_function(name, param_items)
@@ -305,12 +319,18 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
                 zero *= mpmath.mpf(smallest) ** 3
             base = f(*map(mpmath.mpf, x[i]), *[mpmath.mpf(a) if a else zero for a in t[i]],
                      *map(mpmath.mpf, v[i]))
-            sx, st = signs[i, :width], signs[i, width:]
-            xm = [mpmath.mpf(a) * (1 + s * step) for a, s in zip(x[i], sx, strict=True)]
-            # A target of 1 moves down, so that 1 - t stays a probability.
-            tm = [mpmath.mpf(a) * (1 + (-1 if a == 1 and not logits_targets else s) * step)
-                  if a else zero for a, s in zip(t[i], st, strict=True)]
-            shifted = f(*xm, *tm, *map(mpmath.mpf, v[i]))
+            directions = [(signs[i, :width], signs[i, width:])]
+            if not probabilities:  # the logits scaled (teacher's logits too)
+                ones = np.ones(width)
+                directions.append((ones, ones if logits_targets else signs[i, width:]))
+            changes = []
+            for sx, st in directions:
+                xm = [mpmath.mpf(a) * (1 + s * step) for a, s in zip(x[i], sx, strict=True)]
+                # A target of 1 moves down, so that 1 - t stays a probability.
+                tm = [mpmath.mpf(a) * (1 + (-1 if a == 1 and not logits_targets else s) * step)
+                      if a else zero for a, s in zip(t[i], st, strict=True)]
+                shifted = f(*xm, *tm, *map(mpmath.mpf, v[i]))
+                changes.append([abs(b - a) / step for a, b in zip(base, shifted, strict=True)])
             diverges = False
             if np.any(t[i] == 0):
                 # If the value grows as the zero target shrinks (a log of it with a weight
@@ -320,9 +340,9 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
                 smaller = value(*map(mpmath.mpf, x[i]),
                                 *[mpmath.mpf(a) if a else far for a in t[i]])
                 diverges = abs(smaller) > 2 * abs(base[0]) + 1
-            for j, (a, b) in enumerate(zip(base, shifted, strict=True)):
+            for j, a in enumerate(base):
                 exact[i, j] = _to_float(a)
-                moved[i, j] = _to_float((b - a) / step)
+                moved[i, j] = _to_float(max(change[j] for change in changes))
             if diverges:
                 exact[i, :] = math.nan  # marked: compared as a diverging value only
                 exact[i, 0] = math.inf
@@ -330,11 +350,10 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
 
 
 def _to_float(a: Any) -> float:
+    """``a`` rounded to the nearest float64 (inf only where that rounding overflows)."""
     a = mpmath.mpf(a)
     if mpmath.isnan(a):
         return math.nan
-    if abs(a) > mpmath.mpf(np.finfo(np.float64).max):
-        return math.copysign(math.inf, float(mpmath.sign(a)))
     return float(a)
 
 
@@ -390,7 +409,11 @@ def compare(spec: LossSpec, params: Mapping[str, Any], order: int, dtype: str,
     floor = TINY_FLOOR * float(info.tiny)
     part = _slices(x.shape[1], orders)[order]
     r, c, m = exact[:, part], computed[:, part], moved[:, part]
-    value_finite = np.abs(exact[:, 0]) <= top
+    # A value rounds to inf in the dtype from the largest float plus half an ulp (in
+    # float64 that sum is inf itself: the exact values are already rounded to float64).
+    below_max = np.nextafter(np.array(top, dtype=dtype), np.array(0, dtype=dtype))
+    overflows_at = top + (top - float(below_max)) / 2
+    value_finite = np.abs(exact[:, 0]) < overflows_at
     # A diverging zero-target limit (see reference) leaves NaN in the derivatives' places.
     diverging = np.isinf(exact[:, 0]) & np.isnan(exact[:, -1])
     failures = []
@@ -427,6 +450,18 @@ def compare(spec: LossSpec, params: Mapping[str, Any], order: int, dtype: str,
                  "exact": _fmt(r[i]), "computed": _fmt(c[i])}
     return Result(spec.name, dict(params), order, dtype, int(checked.sum()),
                   float(err.max()) if len(err) else 0.0, worst, failures)
+
+
+def rounded_parameters(spec: LossSpec, params: Mapping[str, Any],
+                       dtype: str) -> tuple[tuple[str, Any], ...]:
+    """Every parameter of ``spec`` (defaults filled in) rounded to ``dtype``, as the loss
+    holds it. The reference takes these exact values: k = 0.3 is 0.3 + 1.2e-8 in
+    float32, and p^k at log p = -177 moves by 2e-6 relative (35 units of roundoff)
+    between the two, a difference of inputs that no computation in the dtype can see."""
+    merged = {**spec.defaults, **params}
+    return tuple(sorted(
+        (k, None if v is None else float(np.asarray(v, dtype=dtype))) for k, v in merged.items()
+    ))
 
 
 def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
@@ -471,8 +506,8 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
     jobs = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for spec, params in _tasks(losses):
-            items = tuple(sorted(params.items()))
             for dtype in dtypes:
+                items = rounded_parameters(spec, params, dtype)
                 rng = np.random.default_rng([seed, zlib.crc32(f"{spec.name}/{dtype}".encode())])
                 x, t, v = sample(spec, points, rng, dtype)
                 signs = rng.choice([-1.0, 1.0], size=(points, 2 * x.shape[1]))
