@@ -17,12 +17,18 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
 2. Row statistics, one read of the inputs: the peak ``m = max z``, the
    normaliser's excess ``R = S - 1`` over the peak's own ``exp(0) = 1`` (with
    ``S = sum exp(z - m)``), the target mass ``Q = sum q`` and
-   ``W = sum q (z - m [- log q])``. ``R`` is summed without the 1: the classes
-   below the peak, plus one per tie at it. Summed with it, ``S = 1 + R`` rounds
-   to 1 once ``R`` is below the unit roundoff (one logit 37 above the rest in
-   float64, 17 in float32), and ``log S`` and ``1 - p_top`` lose the whole mass
-   of the other classes. On the CPU a large array is read a block of rows at a
-   time (``_row_blocked``), so each block's temporaries stay in cache.
+   ``W = sum q (z - m [- log q])``. ``S = 1 + R`` rounds to 1 once ``R`` is
+   below the unit roundoff (one logit 37 above the rest in float64, 17 in
+   float32), and ``log S`` and ``1 - p_top`` would lose the whole mass of the
+   other classes; so where ``S < 3/2`` (a lone peak holding over 2/3 of the
+   mass) ``R`` is summed again without the peak entry (``_excess``), elsewhere
+   it is ``S - 1``. The peak entry is the one with ``z - m == 0``, formed
+   before distillation's scaling by ``1 / T`` so that it is exactly 0 however
+   XLA forms it. Distillation's ``q log(q / p)`` is summed as
+   ``(sqrt(q) x) sqrt(q)``, so a teacher probability below the smallest normal
+   float still counts against a huge log-ratio. On the CPU a large array is
+   read a block of rows at a time (``_row_blocked``), so each block's
+   temporaries stay in cache.
 3. Value. ``log p = z - m - log S`` with ``log S = log1p(R)``, so
 
        -sum q log p = sum q (log S - (z - m)) = Q log1p(R) - W,
@@ -45,9 +51,9 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
    one-hot target at the peak ``Q - q_peak`` is exactly 0). Its derivative,
    ``Q dR / S^2`` formed as ``Q (dR / S - R dR / S^2)``, loses at most a factor
    2 for ``R < 1``; beyond, ``Q p - q`` is kept, whose derivatives are those of
-   ``p``. Distillation's
-   logits are ``s / T``, so its gradient in ``s`` is ``(Q p - q) / T``; the
-   caller's ``T**2`` makes it ``T (Q p - q)``.
+   ``p``. Distillation's ``Q`` is 1 and ``1 - q`` of a saturated teacher is its
+   own ``R_t / S_t``. Its logits are ``s / T``, so its gradient in ``s`` is
+   ``(Q p - q) / T``; the caller's ``T**2`` makes it ``T (Q p - q)``.
 5. Tangents (``_fused_loss_jvp``). In the logits: ``sum_j slope_j dz_j``, linear
    in ``dz``, so JAX transposes it into the VJP and forward mode, reverse mode
    and higher derivatives all work (a ``custom_vjp`` would allow reverse mode
