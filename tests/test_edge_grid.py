@@ -329,8 +329,9 @@ def test_js_divergence_lies_in_zero_log_2_and_is_finite_on_the_grid(dtype):
     kept = np.where(m, q, 0)
     q = np.where(kept.sum(1, keepdims=True) > 0, kept / np.maximum(kept.sum(1, keepdims=True),
                                                                 1e-300), q)
-    value = np.asarray(softxent.js_divergence(jnp.asarray(z, dtype), jnp.asarray(q, dtype),
-                                              where=jnp.asarray(m)))
+    # The float64 grid rows beyond float32 become +-inf (jax casts without a warning).
+    z = jnp.asarray(z).astype(dtype)
+    value = np.asarray(softxent.js_divergence(z, jnp.asarray(q, dtype), where=jnp.asarray(m)))
     assert np.all(np.isfinite(value))
     bound = np.log(2.0) * (1 + 8 * float(jnp.finfo(dtype).eps))
     assert value.min() >= 0 and value.max() <= bound, (value.min(), value.max())
@@ -387,8 +388,8 @@ def test_fused_losses_keep_the_mass_below_a_saturated_peak(dtype, top):
             "softmax_cross_entropy": (-mpmath.log(p[0]), [p[0] - 1, p[1], p[2]]),
             "kl_divergence": (-mpmath.log(p[0]), [p[0] - 1, p[1], p[2]]),
             "distillation_loss": (
-                temperature**2 * sum(b * mpmath.log(b / a) for a, b in zip(p_t, q_t)),
-                [temperature * (a - b) for a, b in zip(p_t, q_t)],
+                temperature**2 * sum(b * mpmath.log(b / a) for a, b in zip(p_t, q_t, strict=True)),
+                [temperature * (a - b) for a, b in zip(p_t, q_t, strict=True)],
             ),
         }
         exact = {k: (float(v), [float(g) for g in grad]) for k, (v, grad) in exact.items()}
@@ -412,3 +413,11 @@ def test_js_divergence_gradient_of_a_saturated_row_does_not_cancel():
     q = jnp.array([1.0, 0.0, 0.0], jnp.float64)
     g = np.asarray(jax.grad(lambda z: softxent.js_divergence(z, q))(z))
     assert np.all(np.abs(g) <= 2.0**20 * float(jnp.finfo(jnp.float64).tiny)), g
+
+
+def test_focal_gradient_at_a_tie_for_the_top_class():
+    """Logits [1, -5, 1]: the first entry is the top; max's derivative at the tie is not its."""
+    q = jnp.array([0.989328742, 0.0, 0.01067124214])
+    g = jax.grad(lambda z: softxent.focal_cross_entropy(z, q))(jnp.array([1.0, -5.0, 1.0]))
+    exact = [-0.29289643371597384, 0.0007399963394805244, 0.2921564373764933]  # mpmath.diff
+    np.testing.assert_allclose(np.asarray(g), exact, rtol=1e-12)

@@ -433,7 +433,9 @@ def _log_top_complement(logits: jax.Array, log_p: jax.Array, axis: int,
     z = logits if where is None else jnp.where(where, logits, -jnp.inf)
     top = jnp.argmax(z, axis=axis, keepdims=True)
     is_top = lax.broadcasted_iota(top.dtype, z.shape, axis) == top
-    z_top = jnp.max(z, axis=axis, keepdims=True)
+    # The top entry itself, not max(z): at a tie max's derivative is split between
+    # the tied entries, while log(1 - p_top) moves with the top entry alone.
+    z_top = jnp.take_along_axis(z, top, axis=axis)
     others = jnp.where(is_top, -jnp.inf, z)
     peak = lax.stop_gradient(jnp.max(others, axis=axis, keepdims=True))
     usable = jnp.isfinite(peak) & jnp.isfinite(z_top)
