@@ -53,3 +53,14 @@ def test_analyze_and_catalogue_show_their_stages_on_a_terminal(monkeypatch, caps
     assert main(["catalogue", "--loss", "brier_score"]) == 0
     assert "catalogue" in terminal.getvalue() and "/1" in terminal.getvalue()
     capsys.readouterr()
+
+
+def test_verify_shows_both_of_its_phases_on_a_terminal(monkeypatch, capsys):
+    from softxent.cli import main
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["verify", "--points", "2", "--loss", "brier_score", "--order", "0",
+                 "--dtype", "float64", "--workers", "1"]) == 0
+    assert "verify: JAX" in terminal.getvalue() and "verify: mpmath" in terminal.getvalue()
+    capsys.readouterr()

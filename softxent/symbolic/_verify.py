@@ -490,6 +490,8 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
 
     import jax
 
+    from .._progress import bar
+
     if points < 1:
         raise ValueError(f"verify: points must be >= 1, got {points}")
     orders = tuple(sorted(set(orders)))
@@ -504,23 +506,25 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
     chunk = max(1, -(-points // workers))
     context = multiprocessing.get_context("spawn")  # forking a JAX process can deadlock
     jobs = []
+    settings = [(spec, params, dtype) for spec, params in _tasks(losses) for dtype in dtypes]
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for spec, params in _tasks(losses):
-            for dtype in dtypes:
-                items = rounded_parameters(spec, params, dtype)
-                rng = np.random.default_rng([seed, zlib.crc32(f"{spec.name}/{dtype}".encode())])
-                x, t, v = sample(spec, points, rng, dtype)
-                signs = rng.choice([-1.0, 1.0], size=(points, 2 * x.shape[1]))
-                futures = [
-                    pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
-                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
-                                spec.targets == "logits", spec.input == "probabilities")
-                    for i in range(0, points, chunk)
-                ]
-                computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
-                jobs.append((spec, params, dtype, x, t, v, computed, futures))
+        # the JAX side here while the workers evaluate the references, then each waited for
+        for spec, params, dtype in bar(settings, "verify: JAX", unit="setting"):
+            items = rounded_parameters(spec, params, dtype)
+            rng = np.random.default_rng([seed, zlib.crc32(f"{spec.name}/{dtype}".encode())])
+            x, t, v = sample(spec, points, rng, dtype)
+            signs = rng.choice([-1.0, 1.0], size=(points, 2 * x.shape[1]))
+            futures = [
+                pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
+                            t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
+                            spec.targets == "logits", spec.input == "probabilities")
+                for i in range(0, points, chunk)
+            ]
+            computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
+            jobs.append((spec, params, dtype, x, t, v, computed, futures))
         results = []
-        for spec, params, dtype, x, t, v, computed, futures in jobs:
+        for spec, params, dtype, x, t, v, computed, futures in bar(jobs, "verify: mpmath",
+                                                                    unit="setting"):
             parts = [f.result() for f in futures]
             exact, moved = (np.concatenate([p[k] for p in parts]) for k in range(2))
             for order in orders:
