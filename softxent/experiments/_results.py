@@ -89,6 +89,7 @@ def metadata(result: Result) -> dict[str, Any]:
     import jax
 
     import softxent
+
     from ..bench import environment
 
     machine = environment()
