@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "to PATH (e.g. benchmarks/results/verify.json)")
 
 
-def _environment() -> dict[str, str]:
+def _environment(load: tuple[float, ...]) -> dict[str, str]:
     import jax
     import mpmath
     import numpy
@@ -73,6 +73,8 @@ def _environment() -> dict[str, str]:
         "mpmath": mpmath.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        # At the start (1, 5, 15 min): on a shared machine a high load means a slow run.
+        "load_average": ", ".join(f"{a:.2f}" for a in load),
         "processor": platform.processor(),
         "jax_backend": jax.default_backend(),
     }
@@ -134,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     dtypes = tuple(dict.fromkeys(args.dtype or DTYPES))
     selected = [spec for spec in list_losses() if not args.loss or spec.name in args.loss]
     built_in = [spec.name for spec in selected if _has_twin(spec.name)]
+    load = os.getloadavg()
     start = time.perf_counter()
     results = verify(points=args.points, seed=args.seed, losses=built_in, orders=orders,
                      dtypes=dtypes, workers=args.workers) if built_in else []
@@ -179,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         document = {
             "command": "softxent verify " + " ".join(sys.argv[2:]),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "environment": _environment(),
+            "environment": _environment(load),
             "points": args.points,
             "seed": args.seed,
             "orders": list(orders),
