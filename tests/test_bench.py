@@ -83,7 +83,7 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
     }
     for loss in speed.LARGE_VOCAB_LOSSES:
         results = [
-            jax.value_and_grad(speed.large_vocab_fn(loss, impl, 4), argnums=(0, 1))(
+            jax.jit(jax.value_and_grad(speed.large_vocab_fn(loss, impl, 4), argnums=(0, 1)))(
                 hidden, weight, others[loss])
             for impl in speed.LARGE_VOCAB_IMPLS
         ]
