@@ -24,17 +24,23 @@ def shown() -> bool:
         return False
 
 
-def bar(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None
-        ) -> Iterator[T] | Iterable[T]:
-    """``items`` with a progress bar on a terminal (see the module's docstring)."""
+def _tqdm(items: Iterable[Any] | None, desc: str, unit: str, total: int | None) -> Any:
+    """A tqdm bar on stderr where bars are drawn (a terminal, tqdm installed), else None."""
     if not shown():
-        return items
+        return None
     try:
         from tqdm import tqdm
     except ImportError:
-        return items
+        return None
     return tqdm(items, desc=desc, unit=unit, total=total, leave=False, file=sys.stderr,
                 dynamic_ncols=True)
+
+
+def bar(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None
+        ) -> Iterator[T] | Iterable[T]:
+    """``items`` with a progress bar on a terminal (see the module's docstring)."""
+    drawn = _tqdm(items, desc, unit, total)
+    return items if drawn is None else drawn
 
 
 _STAGES: contextvars.ContextVar[Any] = contextvars.ContextVar("softxent_stages", default=None)
@@ -47,15 +53,7 @@ def stages(desc: str, names: Sequence[str]) -> Iterator[None]:
     Code deep inside the computation calls ``stage(name)`` as it enters each stage;
     outside a ``stages`` block (or off a terminal, or without tqdm) that does nothing.
     """
-    shown_bar = None
-    if shown():
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            pass
-        else:
-            shown_bar = tqdm(total=len(names), desc=desc, unit="stage", leave=False,
-                             file=sys.stderr, dynamic_ncols=True)
+    shown_bar = _tqdm(None, desc, "stage", len(names))
     token = _STAGES.set((shown_bar, tuple(names)))
     try:
         yield

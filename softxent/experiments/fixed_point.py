@@ -24,6 +24,7 @@ Parametrisation (``fixed_point.parametrization``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -234,14 +235,14 @@ class FixedPointSetup:
     seed: int
     init_scale: float
 
-    @property
+    @functools.cached_property
     def runs_q(self) -> np.ndarray:
-        """Each run's target, shape (runs, K)."""
+        """Each run's target, shape (runs, K) (made once, for the runs of one call)."""
         return self.targets[self.target_index]
 
-    @property
+    @functools.cached_property
     def w0(self) -> np.ndarray:
-        """Each run's initial logits, shape (runs, K)."""
+        """Each run's initial logits, shape (runs, K) (made once, for the runs of one call)."""
         return next(self.chunks(len(self.target_index)))[1]
 
     def chunks(self, size: int):
@@ -330,11 +331,7 @@ def run(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry) 
     batched = jax.jit(jax.vmap(solver(spec, dict(entry.params), config)))
     w_dev, q_dev = _devices.shard_runs(state.devices, state.w0.astype(state.dtype),
                                        state.runs_q.astype(state.dtype))
-    t0 = time.perf_counter()
-    # optax's own internals (adam's bias correction: float ** int32) are not
-    # clean under strict dtype promotion; our code and the losses are.
-    with jax.numpy_dtype_promotion("standard"):
-        compiled = batched.lower(w_dev, q_dev).compile()
+    compiled, compile_s = _compile(batched, w_dev, q_dev)
     t1 = time.perf_counter()
     p_log, v_log = jax.block_until_ready(compiled(w_dev, q_dev))
     t2 = time.perf_counter()
@@ -342,7 +339,17 @@ def run(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry) 
     return FixedPointRun(entry=entry,
                          p=_devices.gather(p_log).astype(np.float64)[:n_runs],
                          values=_devices.gather(v_log).astype(np.float64)[:n_runs],
-                         compile_s=t1 - t0, time_s=t2 - t1)
+                         compile_s=compile_s, time_s=t2 - t1)
+
+
+def _compile(batched: Any, *args: Any) -> tuple[Any, float]:
+    """``batched`` compiled for ``args``, and the seconds that took."""
+    start = time.perf_counter()
+    # optax's own internals (adam's bias correction: float ** int32) are not
+    # clean under strict dtype promotion; our code and the losses are.
+    with jax.numpy_dtype_promotion("standard"):
+        compiled = batched.lower(*args).compile()
+    return compiled, time.perf_counter() - start
 
 
 def _run_in_chunks(config: FixedPointExperiment, state: FixedPointSetup, entry: LossEntry,
@@ -373,10 +380,7 @@ def _run_in_chunks(config: FixedPointExperiment, state: FixedPointSetup, entry: 
                                            _devices.pad(w0, size).astype(state.dtype),
                                            _devices.pad(q, size).astype(state.dtype))
         if compiled is None:
-            t_compile = time.perf_counter()
-            with jax.numpy_dtype_promotion("standard"):  # optax's internals; see `run`
-                compiled = batched.lower(w_dev, q_dev).compile()
-            compile_s = time.perf_counter() - t_compile
+            compiled, compile_s = _compile(batched, w_dev, q_dev)
         p_log, v_log = compiled(w_dev, q_dev)
         p_log = _devices.gather(p_log).astype(np.float64)[:n]
         v_log = _devices.gather(v_log).astype(np.float64)[:n]
@@ -410,11 +414,8 @@ def _chunked_measures(config: FixedPointExperiment, state: FixedPointSetup,
                       done: FixedPointRun) -> Measures:
     swept, entry = done.chunked, done.entry
     assert swept is not None
-    metrics = [{"loss": entry.label, "step": int(s),
-                "objective_mean": float(swept.objective_mean[j]),
-                "err_median": None if swept.err_median is None else float(swept.err_median[j]),
-                "err_max": None if swept.err_max is None else float(swept.err_max[j])}
-               for j, s in enumerate(state.steps)]
+    metrics = _metric_rows(entry.label, state.steps, swept.objective_mean, swept.err_median,
+                           swept.err_max)
     keep, p_star = done.p.shape[0], swept.p_star
     kept_index = state.target_index[:keep]
     arrays = {
@@ -444,22 +445,29 @@ def measures(config: FixedPointExperiment, state: FixedPointSetup, done: FixedPo
     # max_k |p - p*| of every run at every logged step, shape (runs, logs)
     err = None if p_star_runs is None else np.max(np.abs(done.p - p_star_runs[:, None, :]),
                                                   axis=-1)
-    metrics = [{"loss": entry.label, "step": int(s),
-                "objective_mean": float(np.mean(done.values[:, j])),
-                "err_median": None if err is None else float(np.median(err[:, j])),
-                "err_max": None if err is None else float(np.max(err[:, j]))}
-               for j, s in enumerate(state.steps)]
+    err_median = None if err is None else np.median(err, axis=0)
+    err_max = None if err is None else np.max(err, axis=0)
+    objective_mean = np.array([np.mean(done.values[:, j]) for j in range(len(state.steps))])
+    metrics = _metric_rows(entry.label, state.steps, objective_mean, err_median, err_max)
     keep = min(config.fixed_point.trajectories, done.p.shape[0])
     arrays = {
         "p": done.p[:keep], "q": state.runs_q[:keep],
         "p_star": None if p_star_runs is None else p_star_runs[:keep],
-        "err_median": None if err is None else np.median(err, axis=0),
-        "err_max": None if err is None else np.max(err, axis=0),
-        "final_p": done.p[:, -1],
+        "err_median": err_median, "err_max": err_max, "final_p": done.p[:, -1],
     }
     summary = _summary_row(config, done, done.p.shape[0], None if err is None else err[:, -1],
                            float(np.max(np.abs(done.p[:, -1] - state.runs_q))))
     return Measures(label=entry.label, summary=summary, metrics=metrics, arrays=arrays)
+
+
+def _metric_rows(label: str, steps: np.ndarray, objective_mean: np.ndarray,
+                 err_median: np.ndarray | None, err_max: np.ndarray | None
+                 ) -> list[dict[str, Any]]:
+    """The rows of ``metrics.csv`` for one loss, one per logged step."""
+    return [{"loss": label, "step": int(s), "objective_mean": float(objective_mean[j]),
+             "err_median": None if err_median is None else float(err_median[j]),
+             "err_max": None if err_max is None else float(err_max[j])}
+            for j, s in enumerate(steps)]
 
 
 def _summary_row(config: FixedPointExperiment, done: FixedPointRun, runs: int,
