@@ -32,12 +32,11 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
-from ._common import check_regularisers
+from ._common import LABEL_SMOOTHING, TEMPERATURE, check_regularisers
 from ._export import Param, export_loss
 from ._integer import check_labels, cross_entropy_with_integer_labels
 from ._softmax import distillation_loss, softmax_cross_entropy
 from ._sparse import (
-    TEMPERATURE,
     check_sparse_teacher,
     check_sparse_values,
     check_tail,
@@ -46,9 +45,6 @@ from ._sparse import (
 )
 from ._teacher_divergences import BETA, generalized_js_rows, reverse_kl_rows
 
-_SMOOTHING = Param(
-    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
-)
 # The generalized JSD softens both models and, as Liger Kernel's, applies no T**2.
 _SOFTENING = Param("temperature", 1.0, 0.0, None, low_open=True,
                    doc="temperature T dividing both models' logits")
@@ -212,7 +208,7 @@ def _chunk_mask(rows: tuple, shared: jax.Array | None, shape: tuple[int, ...]) -
     return None if shared is None else jnp.broadcast_to(shared, shape)
 
 
-@export_loss((_SMOOTHING,))
+@export_loss((LABEL_SMOOTHING,))
 def chunked_softmax_cross_entropy(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -324,7 +320,7 @@ def chunked_distillation_loss(
     return _reduce(_map_row_chunks(per_chunk, chunk_size, student, teacher, *rows), reduction)
 
 
-@export_loss((_SMOOTHING,))
+@export_loss((LABEL_SMOOTHING,))
 def chunked_softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -430,7 +426,7 @@ def _integer_row_weights(
     return row, jnp.where(total != 0, total, jnp.inf)  # 0 / inf = 0: no row kept
 
 
-@export_loss((_SMOOTHING,))
+@export_loss((LABEL_SMOOTHING,))
 def linear_softmax_cross_entropy(
     hidden: ArrayLike,
     weight: ArrayLike,
@@ -575,7 +571,7 @@ def linear_distillation_loss(
     )
 
 
-@export_loss((_SMOOTHING,))
+@export_loss((LABEL_SMOOTHING,))
 def linear_softmax_cross_entropy_with_integer_labels(
     hidden: ArrayLike,
     weight: ArrayLike,

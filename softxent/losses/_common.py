@@ -16,7 +16,14 @@ from .._validation import (
     check_targets_dtype,
     compute_dtype,
 )
+from ._export import Param
 from ._fused import Regularisers
+
+# Hyperparameters that several losses (dense, chunked, linear, sparse) take alike.
+LABEL_SMOOTHING = Param(
+    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
+)
+TEMPERATURE = Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T")
 
 
 def prepare(

@@ -23,13 +23,9 @@ from .._validation import (
     check_where,
     compute_dtype,
 )
-from ._common import check_regularisers
-from ._export import Param, export_loss
+from ._common import LABEL_SMOOTHING, check_regularisers
+from ._export import export_loss
 from ._fused import IntegerTargets, Kind, softmax_target_loss
-
-_SMOOTHING = Param(
-    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
-)
 
 
 class Labels(NamedTuple):
@@ -185,7 +181,7 @@ def cross_entropy_with_integer_labels(
     return losses, parts.weight
 
 
-@export_loss((_SMOOTHING,))
+@export_loss((LABEL_SMOOTHING,))
 def softmax_cross_entropy_with_integer_labels(
     logits: ArrayLike,
     labels: ArrayLike,

@@ -35,20 +35,23 @@ from .._numerics import (
     xlogx,
     xlogy,
 )
-from ._common import as_param, check_regularisers, kept_examples, prepare
+from ._common import (
+    LABEL_SMOOTHING,
+    TEMPERATURE,
+    as_param,
+    check_regularisers,
+    kept_examples,
+    prepare,
+)
 from ._export import Param, apply_reduction, export_loss
 from ._fused import Kind, smooth_targets, softmax_target_loss
-
-_SMOOTHING = Param(
-    "label_smoothing", 0.0, 0.0, 1.0, doc="mass spread uniformly over the kept classes"
-)
 
 
 def _cross_entropy_terms(targets: jax.Array, log_probs: jax.Array) -> jax.Array:
     return -xlogy(targets, log_probs)
 
 
-@export_loss(params=(_SMOOTHING,))
+@export_loss(params=(LABEL_SMOOTHING,))
 def softmax_cross_entropy(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -630,7 +633,7 @@ def generalized_cross_entropy(
 
 
 @export_loss(
-    params=(Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T"),)
+    params=(TEMPERATURE,)
 )
 def distillation_loss(
     student_logits: ArrayLike,

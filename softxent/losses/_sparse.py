@@ -62,9 +62,8 @@ from jax.typing import ArrayLike
 
 from .._numerics import expm1, xlogy
 from .._validation import check_floating, check_reduction, compute_dtype
-from ._export import Param, apply_reduction, export_loss
-
-TEMPERATURE = Param("temperature", 2.0, 0.0, None, low_open=True, doc="softening temperature T")
+from ._common import TEMPERATURE
+from ._export import apply_reduction, export_loss
 
 
 class Tail(enum.Enum):
