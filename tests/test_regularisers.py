@@ -1,6 +1,6 @@
-"""z-loss and logit soft-capping of the cross-entropy: the written-out formula on both CPU
-paths and in the chunked and linear forms, no array of their own, and what they do to the
-minimiser."""
+"""z-loss and logit soft-capping of the cross-entropy, KL and distillation: the written-out
+formula on both CPU paths and in the chunked and linear forms, no array of their own, and
+what they do to the minimiser."""
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,66 @@ def test_the_fused_passes_equal_the_written_out_formula(path, monkeypatch):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert float(jnp.max(jnp.abs(z))) > CAP  # the cap is in play
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("path", ["whole", "row-blocked"])
+def test_kl_and_distillation_take_the_options(path, monkeypatch):
+    """float64, within 1e-12: KL(q || softmax(c tanh(z / c))) + lambda sum(q) (log Z)^2, and
+    T^2 [KL at T + lambda (log Z_T)^2] with the student capped and Z_T the tempered
+    student's normaliser: values, gradients in the logits and in the temperature, and a
+    Hessian-vector product; the chunked and linear distillation forms agree."""
+    if path == "row-blocked":
+        monkeypatch.setattr(_fused, "BLOCKED_MIN_ENTRIES", 0)
+        monkeypatch.setattr(_fused, "BLOCK_ENTRIES", 14)
+        jax.clear_caches()
+    rng = np.random.default_rng(9)
+    z, t, v = (jnp.asarray(rng.normal(size=(5, 7)) * 4) for _ in range(3))
+    q = jax.nn.softmax(t)
+    options = dict(z_loss=Z_LOSS, soft_cap=CAP)
+
+    def capped(x):
+        return CAP * jnp.tanh(x / CAP)
+
+    def kl_plain(z, _):
+        log_z = jax.nn.logsumexp(capped(z), axis=-1)
+        log_p = jax.nn.log_softmax(capped(z))
+        return jnp.sum(q * (jnp.log(q) - log_p), axis=-1) + Z_LOSS * log_z**2
+
+    def distillation_plain(s, temperature):
+        teacher = jax.nn.softmax(t / temperature)
+        log_p = jax.nn.log_softmax(capped(s) / temperature)
+        log_z = jax.nn.logsumexp(capped(s) / temperature, axis=-1)
+        kl = jnp.sum(teacher * (jnp.log(teacher) - log_p), axis=-1)
+        return temperature**2 * (kl + Z_LOSS * log_z**2)
+
+    eye = jnp.eye(7)
+    forms = {
+        "kl": (lambda z, _: softxent.kl_divergence(z, q, **options), kl_plain),
+        "distillation": (lambda s, T: softxent.distillation_loss(s, t, temperature=T, **options),
+                         distillation_plain),
+        "chunked": (lambda s, T: softxent.chunked_distillation_loss(
+            s, t, temperature=T, chunk_size=2, **options), distillation_plain),
+        "linear": (lambda s, T: softxent.linear_distillation_loss(
+            s, eye, t, eye, temperature=T, chunk_size=2, **options), distillation_plain),
+    }
+
+    @jax.jit
+    def everything(z, temperature):
+        out = {}
+        for name, pair in forms.items():
+            out[name] = []
+            for f in pair:
+                total = lambda z, T, f=f: jnp.sum(f(z, T))  # noqa: E731
+                gradient = jax.grad(total, argnums=(0, 1))
+                hvp = jax.jvp(lambda z, g=gradient: g(z, temperature)[0], (z,), (v,))[1]
+                out[name].append((f(z, temperature), gradient(z, temperature), hvp))
+        return out
+
+    for name, (got, want) in everything(z, jnp.asarray(2.5)).items():
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=name)
+    assert float(jnp.max(jnp.abs(z))) > CAP
     jax.clear_caches()
 
 

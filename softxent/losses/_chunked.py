@@ -277,6 +277,8 @@ def chunked_distillation_loss(
     *,
     where: ArrayLike | None = None,
     temperature: ArrayLike = 2.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
@@ -286,11 +288,17 @@ def chunked_distillation_loss(
       \ell_n = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(t_n/T) \,\big\|\,
       \operatorname{softmax}(s_n/T)\big)
 
+    ``z_loss`` and ``soft_cap`` are ``distillation_loss``'s (the tempered
+    student's :math:`T^2 \lambda (\log Z)^2`, and the student's logits capped
+    to :math:`c \tanh(s / c)`).
+
     Args:
       student_logits: the student's unnormalised scores ``[N, V]``.
       teacher_logits: the teacher's, same shape (not differentiated).
       where: boolean mask of kept classes, broadcastable to the logits.
       temperature: :math:`T > 0`.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
 
@@ -308,6 +316,7 @@ def chunked_distillation_loss(
       arXiv:1503.02531, 2015.
     """
     name = "chunked_distillation_loss"
+    check_regularisers(name, z_loss, soft_cap)
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     student, teacher = jnp.asarray(student_logits), jnp.asarray(teacher_logits)
@@ -315,7 +324,8 @@ def chunked_distillation_loss(
 
     def per_chunk(s: jax.Array, t: jax.Array, *mask: jax.Array) -> jax.Array:
         keep = _chunk_mask(mask, shared, s.shape)
-        return distillation_loss(s, t, where=keep, temperature=temperature)
+        return distillation_loss(s, t, where=keep, temperature=temperature, z_loss=z_loss,
+                                 soft_cap=soft_cap)
 
     return _reduce(_map_row_chunks(per_chunk, chunk_size, student, teacher, *rows), reduction)
 
@@ -508,6 +518,8 @@ def linear_distillation_loss(
     bias: ArrayLike | None = None,
     teacher_bias: ArrayLike | None = None,
     temperature: ArrayLike = 2.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     chunk_size: int = 1024,
     reduction: str = "none",
 ) -> jax.Array:
@@ -519,7 +531,8 @@ def linear_distillation_loss(
       t_n = h^t_n W^t + b^t
 
     Neither the student's nor the teacher's N x V logits are formed; the
-    teacher is not differentiated.
+    teacher is not differentiated. ``z_loss`` and ``soft_cap`` are
+    ``distillation_loss``'s, on the student's logits.
 
     Args:
       hidden: the student's hidden states ``[N, D]``.
@@ -529,6 +542,8 @@ def linear_distillation_loss(
       bias: the student's optional bias ``[V]``.
       teacher_bias: the teacher's optional bias ``[V]``.
       temperature: :math:`T > 0`.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None.
       chunk_size: rows per chunk (a positive int).
       reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``
         form each chunk's logits once instead of twice).
@@ -548,6 +563,7 @@ def linear_distillation_loss(
       arXiv:1503.02531, 2015; Hsu et al., Liger Kernel, arXiv:2410.10989, 2024.
     """
     name = "linear_distillation_loss"
+    check_regularisers(name, z_loss, soft_cap)
     chunk_size = _check_chunk(name, chunk_size)
     reduction = check_reduction(name, reduction)
     weight, teacher_weight = jnp.asarray(weight), jnp.asarray(teacher_weight)
@@ -557,7 +573,8 @@ def linear_distillation_loss(
 
     def row_loss(logits: jax.Array, th: jax.Array, teacher: tuple) -> jax.Array:
         tw, tb, t = teacher
-        return distillation_loss(logits, _linear_logits(th, tw, tb), temperature=t)
+        return distillation_loss(logits, _linear_logits(th, tw, tb), temperature=t,
+                                 z_loss=z_loss, soft_cap=soft_cap)
 
     # The temperature is an argument of the reduced form's custom_vjp, which cannot
     # close over a traced value (under jit it is one).

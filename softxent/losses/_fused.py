@@ -67,7 +67,11 @@ logits, and the tangent pass multiplies by its derivative ``1 - tanh^2(z / c)``;
 the z-loss (PaLM), with ``log Z = m + log S`` from pass 2, adds
 ``lambda Q (log Z)^2`` to the value and ``2 lambda Q log Z p_j`` to the slope:
 per unit of target mass, so 1 per probability row, and for integer labels the
-row's weight (0 for an ignored row). Neither forms an array of its own.
+row's weight (0 for an ignored row). Distillation caps the student's logits
+only (the teacher's are taken as given) and its normaliser is the tempered
+student's, ``log Z = m / T + log S``, so that its z-loss ``lambda (log Z)^2``
+sits inside the caller's ``T**2`` like the KL term. Neither forms an array of
+its own.
 
 The limits are ``masked_log_softmax``'s (``shifted_logits`` in ``_numerics`` is
 their one statement): a masked class or a -inf logit has probability 0 and a
@@ -506,8 +510,13 @@ def _kept_exponentials(
     probabilities = parts.exponentials / _total(excess)
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, parts.at_peak, parts.targets,
-        parts.complements, setting.axis, setting.regularisers.z_loss,
+        parts.complements, setting.axis, setting.regularisers.z_loss, _scale(setting),
     )
+
+
+def _scale(setting: _Setting) -> jax.Array | None:
+    """Distillation's temperature, which divides the logits; None for the other kinds."""
+    return setting.parameter if setting.kind is Kind.DISTILLATION else None
 
 
 def _formed_again(
@@ -520,7 +529,7 @@ def _formed_again(
     probabilities = jnp.exp(shifted - _log_total(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
-        setting.axis, setting.regularisers.z_loss,
+        setting.axis, setting.regularisers.z_loss, read.scale,
     )
 
 
@@ -535,10 +544,12 @@ def _value_and_slope_from(
     complements: jax.Array | None,
     axis: int,
     z_loss: float = 0.0,
+    scale: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Passes 3 and 4: ``Q log1p(R) - W`` and ``Q p - q`` (``(Q - q) - Q R / S`` at the
     peak), plus the z-loss's ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p``
-    (``log Z = m + log S``; 0 for a row with no finite normaliser).
+    (``log Z = m / T + log S`` with distillation's ``scale`` T, else ``m + log S``; 0 for
+    a row with no finite normaliser).
 
     ``complements`` is ``Q - q`` where the targets come from logits (distillation:
     ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``)."""
@@ -552,7 +563,7 @@ def _value_and_slope_from(
     # A row with +inf logits is constant in them.
     slope = jnp.where(jnp.isposinf(peak), 0, slope)
     if z_loss:
-        log_z = peak + log_total
+        log_z = (peak if scale is None else peak / scale) + log_total
         finite = jnp.isfinite(log_z)
         log_z = jnp.where(finite, log_z, 0)
         value = value + z_loss * mass * log_z**2
@@ -619,9 +630,11 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
                 mass = jnp.sum(_read(raw, t, setting._replace(parameter=p)).targets,
                                axis=static.axis)
                 kept = z if setting.keep is None else jnp.where(setting.keep, z, -jnp.inf)
+                if static.kind is Kind.DISTILLATION:  # the tempered normaliser moves with T
+                    kept = kept / p
                 log_z = jax.nn.logsumexp(kept, axis=static.axis)
                 log_z = jnp.where(jnp.isfinite(log_z), log_z, 0)
-                value = value + z_loss * mass * lax.stop_gradient(log_z) ** 2
+                value = value + z_loss * mass * log_z**2
             return value
 
         _, other = jax.jvp(plain, (targets, parameter), (d_targets, d_parameter))
@@ -657,8 +670,9 @@ def softmax_target_loss(
     used. ``dtype`` is the compute dtype, when ``logits`` and ``targets`` come in
     a narrower one (bfloat16): they are cast where they are read.
     ``regularisers`` adds the z-loss and soft-caps the logits (see the module
-    docstring); the reference is called on the capped logits, without the z-loss
-    (which depends on neither the targets nor the parameter).
+    docstring); the reference is called on the capped logits, without the z-loss,
+    whose derivatives in the targets (through ``Q``) and in distillation's
+    temperature (through the tempered normaliser) pass 5 adds itself.
     """
     dtype = logits.dtype if dtype is None else jnp.dtype(dtype)
     masked = where is not None

@@ -180,22 +180,34 @@ def kl_divergence(
     *,
     axis: int = -1,
     where: ArrayLike | None = None,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     reduction: str = "none",
 ) -> jax.Array:
     r"""Kullback-Leibler divergence of the model from the soft target.
 
     .. math::
-      \mathrm{KL}(q \,\|\, p) = \sum_i q_i (\log q_i - \log p_i),
-      \qquad p = \operatorname{softmax}(z)
+      \mathrm{KL}(q \,\|\, p) + \lambda \textstyle\sum_i q_i
+        \big(\log \sum_i e^{\tilde z_i}\big)^2,
+      \qquad p = \operatorname{softmax}(\tilde z)
 
-    Zero exactly when :math:`p = q`. Terms with :math:`q_i = 0` are 0, and the
-    derivative with respect to such a target is finite (see ``xlogx``).
+    with ``z_loss`` :math:`\lambda` and ``soft_cap`` :math:`c`, as in
+    ``softmax_cross_entropy``: :math:`\tilde z = c \tanh(z / c)`, or
+    :math:`\tilde z = z` without a cap. Zero exactly when :math:`p = q` (and,
+    with a z-loss, :math:`\log Z = 0`). Terms with :math:`q_i = 0` are 0, and
+    the derivative with respect to such a target is finite (see ``xlogx``).
+    The gradient in the logits is cross-entropy's: the two differ by the
+    target's entropy, so the z-loss and the cap move the minimiser as they do
+    there (the cap leaves targets outside its interval of probabilities
+    unreachable).
 
     Args:
       logits: unnormalised scores.
       targets: soft targets of the same shape.
       axis: the class axis.
       where: boolean mask of kept classes.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None for no cap.
       reduction: ``"none"`` returns the loss as described under Returns;
         ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
         (the mean of no values is 0).
@@ -213,9 +225,11 @@ def kl_divergence(
       Kullback and Leibler, On Information and Sufficiency, Ann. Math. Stat. 1951.
     """
     name = "kl_divergence"
+    regularisers = check_regularisers(name, z_loss, soft_cap)
     logits, targets, axis, where, dtype = prepare(name, logits, targets, axis, where, cast=False)
     loss = softmax_target_loss(
-        _reference_kl, logits, targets, axis, where, kind=Kind.KL, dtype=dtype
+        _reference_kl, logits, targets, axis, where, kind=Kind.KL, dtype=dtype,
+        regularisers=regularisers,
     )
     return apply_reduction(name, loss, reduction, kept_examples(where, axis))
 
@@ -642,18 +656,27 @@ def distillation_loss(
     axis: int = -1,
     where: ArrayLike | None = None,
     temperature: ArrayLike = 2.0,
+    z_loss: float = 0.0,
+    soft_cap: float | None = None,
     reduction: str = "none",
 ) -> jax.Array:
     r"""Knowledge-distillation loss with temperature.
 
     .. math::
-      \ell(s, t) = T^2 \, \mathrm{KL}\big(\operatorname{softmax}(t/T) \,\big\|\,
-      \operatorname{softmax}(s/T)\big)
+      \ell(s, t) = T^2 \Big[\mathrm{KL}\big(\operatorname{softmax}(t/T) \,\big\|\,
+      \operatorname{softmax}(\tilde s/T)\big)
+      + \lambda \big(\log \textstyle\sum_i e^{\tilde s_i / T}\big)^2\Big]
 
     The :math:`T^2` factor keeps gradient magnitudes comparable across
     temperatures (Hinton et al. 2015). No gradient flows into the teacher. Its
     gradient in the student logits equals that of the soft-target cross-entropy
-    (they differ by the teacher's entropy, a constant).
+    (they differ by the teacher's entropy, a constant). ``soft_cap``
+    :math:`c` caps the student's logits, :math:`\tilde s = c \tanh(s / c)`
+    (:math:`\tilde s = s` without it); the teacher's are taken as given, so
+    a teacher probability outside the capped student's reach stays unmatched.
+    ``z_loss`` :math:`\lambda` pins the tempered student's normaliser, least
+    where :math:`\log \sum_i e^{\tilde s_i / T} = 0`; inside the
+    :math:`T^2`, so at :math:`T = 1` it is PaLM's z-loss.
 
     Args:
       student_logits: the student's unnormalised scores.
@@ -661,6 +684,8 @@ def distillation_loss(
       axis: the class axis.
       where: boolean mask of kept classes.
       temperature: :math:`T > 0`.
+      z_loss: :math:`\lambda \ge 0`, a Python number.
+      soft_cap: :math:`c > 0`, a Python number, or None for no cap.
       reduction: ``"none"`` returns the loss as described under Returns;
         ``"mean"`` or ``"sum"`` returns the mean or the sum of it, a scalar
         (the mean of no values is 0).
@@ -681,6 +706,7 @@ def distillation_loss(
       arXiv:1503.02531, 2015.
     """
     name = "distillation_loss"
+    regularisers = check_regularisers(name, z_loss, soft_cap)
     student, teacher, axis, where, dtype = prepare(
         name,
         student_logits,
@@ -702,5 +728,6 @@ def distillation_loss(
         kind=Kind.DISTILLATION,
         parameter=temperature,
         dtype=dtype,
+        regularisers=regularisers,
     )
     return apply_reduction(name, temperature**2 * kl, reduction, kept_examples(where, axis))
