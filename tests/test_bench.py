@@ -80,6 +80,8 @@ def test_large_vocab_forms_agree_in_value_and_gradient():
         "distillation_loss": jax.random.normal(key_o, (10, 6)),
         speed.INTEGER_LABELS: jax.random.randint(key_o, (10,), 0, 12).at[::4].set(-100),
         "sparse_distillation_loss": speed.sparse_teacher(key_o, 10, 12),
+        speed.GENERALIZED_JSD: jax.random.normal(key_o, (10, 6)),
+        speed.REVERSE_KL: jax.random.normal(key_o, (10, 6)),
     }
     for loss in speed.LARGE_VOCAB_LOSSES:
         results = [

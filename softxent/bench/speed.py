@@ -360,8 +360,16 @@ def large_vocab_markdown(rows: list[dict[str, Any]]) -> str:
 # model code); "linear" is softxent's chunked linear form that never does, with
 # per-example output (the backward pass recomputes each chunk's logits), and
 # "linear_mean" the same with reduction="mean" (gradients made in the forward pass).
+GENERALIZED_JSD, REVERSE_KL = "generalized_js_divergence", "reverse_kl_distillation_loss"
 LARGE_VOCAB_LOSSES: tuple[str, ...] = ("softmax_cross_entropy", "distillation_loss",
-                                       INTEGER_LABELS, "sparse_distillation_loss")
+                                       INTEGER_LABELS, "sparse_distillation_loss",
+                                       GENERALIZED_JSD, REVERSE_KL)
+# The teacher divergences have no whole-array function: "unfused" is their chunked form
+# on h @ w with every row in one chunk, so the N x V logits are formed as model code would.
+TEACHER_DIVERGENCES = {GENERALIZED_JSD: ("chunked_generalized_js_divergence",
+                                         "linear_generalized_js_divergence"),
+                       REVERSE_KL: ("chunked_reverse_kl_distillation_loss",
+                                    "linear_reverse_kl_distillation_loss")}
 # The sparse teacher's classes per row (at most V / 2, so a tail is left), holding
 # SPARSE_MASS of the teacher's probability.
 SPARSE_TOP_K, SPARSE_MASS = 64, 0.9
@@ -385,9 +393,10 @@ class LargeVocabResult:
 
 def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.Array]:
     """Mean loss of ``(hidden, weight, other)``; ``other`` is the soft targets, the
-    teacher's hidden states (the teacher's output matrix is the student's), the
-    class indices (smoothing and ignore_index as in the dense case) or a top-k
-    teacher's ``(indices, log_probs)`` (the tail bucket)."""
+    teacher's hidden states (the teacher's output matrix is the student's: distillation,
+    the generalized JSD at beta 1/2 and reverse-KL distillation), the class indices
+    (smoothing and ignore_index as in the dense case) or a top-k teacher's
+    ``(indices, log_probs)`` (the tail bucket)."""
     import softxent
 
     if impl not in LARGE_VOCAB_IMPLS:
@@ -421,6 +430,15 @@ def large_vocab_fn(loss: str, impl: str, chunk_size: int) -> Callable[..., jax.A
                 h @ w, *top, **options))
         return lambda h, w, top: jnp.mean(softxent.linear_sparse_distillation_loss(
             h, w, *top, chunk_size=chunk_size, reduction=reduction, **options))
+    if loss in TEACHER_DIVERGENCES:
+        chunked, linear = (getattr(softxent, f) for f in TEACHER_DIVERGENCES[loss])
+        options = {} if loss == GENERALIZED_JSD else {"temperature": TEMPERATURE}
+        if impl == "unfused":
+            return lambda h, w, th: jnp.mean(chunked(
+                h @ w, jax.lax.stop_gradient(th @ w), chunk_size=h.shape[0], **options))
+        return lambda h, w, th: jnp.mean(linear(
+            h, w, th, jax.lax.stop_gradient(w), chunk_size=chunk_size, reduction=reduction,
+            **options))
     raise ValueError(f"loss must be one of {LARGE_VOCAB_LOSSES}, got {loss!r}")
 
 
