@@ -8,6 +8,7 @@ respect to the predictions, and the gradient with respect to the targets.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -421,3 +422,78 @@ def test_focal_gradient_at_a_tie_for_the_top_class():
     g = jax.grad(lambda z: softxent.focal_cross_entropy(z, q))(jnp.array([1.0, -5.0, 1.0]))
     exact = [-0.29289643371597384, 0.0007399963394805244, 0.2921564373764933]  # mpmath.diff
     np.testing.assert_allclose(np.asarray(g), exact, rtol=1e-12)
+
+
+# -- the sparse, chunked and linear families on the class grid -------------------------
+
+FAMILY_SPECS = softxent.list_losses(family="sparse") + softxent.list_losses(
+    family="chunked") + softxent.list_losses(family="linear")
+IGNORED = -100
+
+
+def _family_call(spec, logits, targets, masks):
+    """``(loss(x), x, rows)``: the loss of ``spec`` per grid row as a function of its first
+    argument, and the row indices it covers. Labels are each row's most likely target
+    class (every 5th row ignored); a top-k teacher holds each row's two largest targets
+    (log 0 = -inf included); a linear form reads the logits as hidden states through an
+    identity output matrix, on the rows where they and the teacher's log-probabilities
+    are finite (an infinite hidden state times the matrix's zeros is NaN)."""
+    rows = np.arange(len(logits))
+    with np.errstate(divide="ignore"):
+        log_targets = np.log(targets)
+    if spec.family == "linear":
+        rows = rows[np.all(np.isfinite(logits), axis=1)]
+        logits, targets, log_targets = logits[rows], targets[rows], log_targets[rows]
+        log_targets = np.maximum(log_targets, -1e30)  # a finite stand-in for log 0
+    dtype = logits.dtype
+    labels = jnp.asarray(np.argmax(targets, axis=1)).at[::5].set(IGNORED)
+    top = np.argsort(-targets, axis=1, kind="stable")[:, :2]
+    top_log_probs = jnp.asarray(np.take_along_axis(log_targets, top, axis=1), dtype)
+    eye = jnp.eye(logits.shape[1], dtype=dtype)
+    masks = jnp.asarray(masks[rows]) if spec.family == "chunked" else None
+    chunk = {} if spec.family == "sparse" else {"chunk_size": 3}
+    where = {} if masks is None else {"where": masks}
+    if spec.targets == "labels":
+        fixed = (labels,)
+        where = where if spec.family != "linear" else {}
+        options = {"ignore_index": IGNORED, "label_smoothing": 0.1, **where}
+    elif spec.targets == "top_k":
+        fixed, options = (jnp.asarray(top), top_log_probs), {}
+    elif spec.targets == "probabilities":
+        fixed, options = (jnp.asarray(targets, dtype),), where
+    else:  # a teacher's logits or hidden states: log q
+        takes_where = "where" in inspect.signature(spec.fn).parameters
+        fixed, options = (jnp.asarray(log_targets, dtype),), where if takes_where else {}
+    if spec.family == "linear":
+        teacher = (eye,) if spec.targets == "hidden" else ()
+        return (lambda h: spec.fn(h, eye, *fixed, *teacher, **chunk, **options)), rows
+    return (lambda z: spec.fn(z, *fixed, **chunk, **options)), rows
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("spec", FAMILY_SPECS, ids=lambda s: s.name)
+def test_sparse_chunked_and_linear_forms_keep_the_grid_rule(spec, dtype):
+    """The rule of the dense grid test (no NaN value; finite gradient and second derivative
+    along a direction wherever the value is finite) for every loss of the other families;
+    rows are independent, so one call over the grid gives each row's derivatives."""
+    logits, targets, masks, labels = _grid.class_grid()
+    x = jnp.asarray(logits).astype(dtype)
+    f, rows = _family_call(spec, np.asarray(x, np.float64).astype(dtype), targets, masks)
+    x = x[rows]
+    direction = jnp.asarray(np.random.default_rng(0).normal(size=x.shape), dtype)
+
+    @jax.jit
+    def everything(x):
+        total = lambda x: jnp.sum(f(x))  # noqa: E731
+        gradient = jax.grad(total)
+        return f(x), gradient(x), jax.jvp(gradient, (x,), (direction,))[1]
+
+    value, gradient, curvature = (np.asarray(a, np.float64) for a in everything(x))
+    names = [labels[i] for i in rows]
+    assert not np.isnan(value).any(), [names[i] for i in np.flatnonzero(np.isnan(value))[:5]]
+    finite = np.isfinite(value)
+    assert finite.sum() >= len(value) // 3, "the grid should be largely finite"
+    for kind, d in (("gradient", gradient), ("second derivative", curvature)):
+        bad = finite & ~np.all(np.isfinite(d), axis=1)
+        assert not bad.any(), (f"{spec.name}: non-finite {kind} where the value is finite: "
+                               f"{[names[i] for i in np.flatnonzero(bad)[:5]]}")

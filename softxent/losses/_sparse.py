@@ -60,7 +60,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
-from .._numerics import expm1, xlogy
+from .._numerics import expm1, shifted_logits, xlogy
 from .._validation import check_floating, check_reduction, compute_dtype
 from ._common import TEMPERATURE
 from ._export import apply_reduction, export_loss
@@ -174,12 +174,13 @@ def _value_and_slope(
     """Passes 1-3 on ``[R, V]`` logits and ``[R, k]`` teacher rows: KL per row, slope."""
     rows, classes = logits.shape
     k = indices.shape[-1]
-    peak = jnp.max(logits, axis=-1, keepdims=True)
-    peak = lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0))
-    exponentials = jnp.exp(logits - peak)
+    peak = lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    # z - m, with the limit of a row holding +inf: its mass split evenly over those entries.
+    shifted = shifted_logits(logits, None, peak)
+    exponentials = jnp.exp(shifted)
     valid = (indices >= 0) & (indices < classes)
     # A gather outside [0, V) would wrap or clip; NaN makes the mistake visible under jit.
-    picked = jnp.where(valid, jnp.take_along_axis(logits, indices, axis=-1) - peak, jnp.nan)
+    picked = jnp.where(valid, jnp.take_along_axis(shifted, indices, axis=-1), jnp.nan)
     row = jnp.arange(rows)[:, None]
     log_mass = jax.nn.logsumexp(log_probs, axis=-1, keepdims=True)
     live = log_probs > -jnp.inf
@@ -192,7 +193,7 @@ def _value_and_slope(
         value = mass * jnp.log(total) + jnp.sum(
             jnp.where(live, q * (log_q - picked), 0), axis=-1, keepdims=True)
         slope = (mass * exponentials / total).at[row, indices].add(-q)
-        return value[:, 0], slope
+        return value[:, 0], _constant_at_infinity(peak, slope)
     a = jnp.where(live, jnp.exp(log_probs), 0)
     top = jnp.exp(picked)
     outside = exponentials.at[row, indices].set(0)
@@ -208,7 +209,12 @@ def _value_and_slope(
     spread = jnp.where(rest > 0, rest / outside_total, 0)
     slope = jnp.where(outside > 0, outside * (1 / total - spread), 0)
     slope = slope.at[row, indices].set(top / total - a)
-    return value[:, 0], slope
+    return value[:, 0], _constant_at_infinity(peak, slope)
+
+
+def _constant_at_infinity(peak: jax.Array, slope: jax.Array) -> jax.Array:
+    """A row holding +inf logits is at its limit, constant in them: slope 0."""
+    return jnp.where(jnp.isposinf(peak), 0, slope)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .._numerics import masked_log_softmax
 from ._export import Param
 
 BETA = Param("beta", 0.5, 0.0, 1.0, doc="the teacher's weight in the mixture M")
@@ -44,16 +45,23 @@ def generalized_js_rows(
 ) -> jax.Array:
     """``JSD_beta(P || Q)`` per row (``KL(P || Q)`` at ``beta = 0``, ``KL(Q || P)`` at 1),
     for temperature-scaled logits ``[..., V]``; the teacher is not differentiated."""
-    log_q = jax.nn.log_softmax(student_logits, axis=-1)
-    log_p = jax.lax.stop_gradient(jax.nn.log_softmax(teacher_logits, axis=-1))
+    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
     p, q = jnp.exp(log_p), jnp.exp(log_q)
-    forward = _weighted_log_ratio(p, log_p, log_q)
-    reverse = _weighted_log_ratio(q, log_q, log_p)
+    # beta is traced, so every branch is computed; an unselected one must keep finite
+    # derivatives, since its zero cotangent times an infinite one is NaN. The ends' KLs
+    # are infinite where one side has a zero the other does not: each compares its
+    # weight's log with itself (0) where it is not taken.
+    forward = _weighted_log_ratio(p, log_p, jnp.where(beta == 0, log_q, log_p))
+    reverse = _weighted_log_ratio(q, log_q, jnp.where(beta == 1, log_p, log_q))
     # Inside (0, 1) both logs of the weights are finite; at the ends the mixture's
     # branch is not taken, and its finite stand-ins keep its derivatives finite.
     inside = (beta > 0) & (beta < 1)
     safe_beta = jnp.where(inside, beta, 0.5)
-    log_m = jnp.logaddexp(jnp.log(safe_beta) + log_p, jnp.log1p(-safe_beta) + log_q)
+    # A class with no mass on either side has log M = -inf, read by neither ratio;
+    # logaddexp(-inf, -inf)'s derivative is NaN, so it takes stand-ins there.
+    either = (p > 0) | (q > 0)
+    log_m = jnp.logaddexp(jnp.where(either, jnp.log(safe_beta) + log_p, 0),
+                          jnp.where(either, jnp.log1p(-safe_beta) + log_q, 0))
     mixed = (safe_beta * _weighted_log_ratio(p, log_p, log_m)
              + (1 - safe_beta) * _weighted_log_ratio(q, log_q, log_m))
     return jnp.where(beta == 0, forward, jnp.where(beta == 1, reverse, mixed))
@@ -62,6 +70,15 @@ def generalized_js_rows(
 def reverse_kl_rows(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
     """``KL(Q || P)`` per row, ``Q`` the student's softmax and ``P`` the teacher's (not
     differentiated): infinite where the student puts mass on a class the teacher gives 0."""
-    log_q = jax.nn.log_softmax(student_logits, axis=-1)
-    log_p = jax.lax.stop_gradient(jax.nn.log_softmax(teacher_logits, axis=-1))
+    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
     return _weighted_log_ratio(jnp.exp(log_q), log_q, log_p)
+
+
+def _log_probabilities(student_logits: jax.Array, teacher_logits: jax.Array
+                       ) -> tuple[jax.Array, jax.Array]:
+    """The student's and the (constant) teacher's log-softmax, with softxent's limits: a
+    -inf logit has probability 0, and a row holding +inf splits its mass evenly over
+    those entries (where ``jax.nn.log_softmax`` gives NaN)."""
+    log_q = masked_log_softmax(student_logits, -1, None)
+    log_p = jax.lax.stop_gradient(masked_log_softmax(teacher_logits, -1, None))
+    return log_q, log_p
