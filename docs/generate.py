@@ -49,6 +49,8 @@ PROOFS: dict[str, str] = {
 COMMITTED: dict[str, str] = {
     "bench_quick.json": "softxent bench --quick --json",
     "large_vocab.json": "softxent bench --large-vocab --json",
+    "large_vocab_memory_8192x128000.json": "softxent bench --large-vocab --memory-only --shape "
+    "8192,256,128000 --loss distillation_loss --loss sparse_distillation_loss --json",
     "ldl.json": "softxent ldl --data-dir ../shared/data/ldl --normalize --json",
     "ldl_sjaffe_l2_auto.json": "softxent ldl --data ../shared/data/ldl/SJAFFE.mat --l2 auto "
     "--peer --json",
@@ -282,7 +284,8 @@ def large_vocab_page(path: Path, figures: Path) -> str:
         "`value_and_grad` in the hidden states and the output matrix. *unfused* forms the "
         "N x V logits and calls the fused loss; *linear* is the chunked linear form with "
         "per-example output, *linear_mean* the same with `reduction=\"mean\"`. Peak memory is "
-        "the compiled step's arguments, outputs and temporaries.",
+        "the compiled step's arguments, outputs and temporaries. A run made with "
+        "`--memory-only` compiled the steps from the inputs' shapes and timed nothing.",
         "",
         environment(env, f"benchmarks/results/{path.name}"),
         f"![Time and peak memory of each form]({figure})",
@@ -293,14 +296,20 @@ def large_vocab_page(path: Path, figures: Path) -> str:
 
 
 def _large_vocab_figure(rows: list[dict[str, Any]], name: Path) -> str:
+    """Time and peak memory per form; memory alone for a run compiled only
+    (``--memory-only``, where no step was timed)."""
     plt = _pyplot()
     labels = [f"{r['loss'].replace('_loss', '')}\n{r['impl']} ({r['dtype']})" for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
-    left.barh(labels, [r["median_s"] * 1e3 for r in rows], color="tab:blue")
-    left.set_xlabel("ms per step")
-    right.barh(labels, [r["peak_bytes"] / 2**20 for r in rows], color="tab:orange")
-    right.set_xlabel("peak MiB")
-    left.invert_yaxis()
+    timed = all(r["median_s"] is not None for r in rows)
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(11 if timed else 6,
+                                                             0.45 * len(rows) + 1.5),
+                             sharey=True, squeeze=False)
+    if timed:
+        axes[0][0].barh(labels, [r["median_s"] * 1e3 for r in rows], color="tab:blue")
+        axes[0][0].set_xlabel("ms per step")
+    axes[0][-1].barh(labels, [r["peak_bytes"] / 2**20 for r in rows], color="tab:orange")
+    axes[0][-1].set_xlabel("peak MiB")
+    axes[0][0].invert_yaxis()
     fig.tight_layout()
     return _save(fig, name)
 
@@ -506,7 +515,10 @@ def results(source: Path = RESULTS, out: Path = RESULTS_OUT,
              render_all("bench*.json", lambda p: bench_page(p, figures))),
         page("large_vocab.md", "Large vocabulary",
              "How to regenerate: `softxent bench --large-vocab --json > "
-             "benchmarks/results/large_vocab.json`.",
+             "benchmarks/results/large_vocab.json`, and the memory of the top-k teacher at "
+             "LLM scale: `softxent bench --large-vocab --memory-only --shape 8192,256,128000 "
+             "--loss distillation_loss --loss sparse_distillation_loss --json > "
+             "benchmarks/results/large_vocab_memory_8192x128000.json`.",
              render_all("large_vocab*.json", lambda p: large_vocab_page(p, figures))),
     ]
     ldl_files = [p for p in sorted(source.glob("ldl*.json")) if p.name != "ldl_inverse_map.json"]

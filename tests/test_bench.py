@@ -107,7 +107,24 @@ def test_cli_large_vocab_json(capsys):
         assert row["median_s"] > 0 and row["peak_bytes"] >= row["temp_bytes"] >= 0
 
 
+def test_cli_large_vocab_memory_only_compiles_without_running(capsys, monkeypatch):
+    """--memory-only reads each compiled step's memory from the inputs' shapes: no input
+    array is made and no step is run, so no time is reported."""
+    monkeypatch.setattr(speed, "interleaved_medians", None)  # a call would fail
+    assert main(["bench", "--large-vocab", "--memory-only", "--shape", "8,4,16",
+                 "--loss", "sparse_distillation_loss", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["loss"], r["impl"]) for r in rows] == [
+        ("sparse_distillation_loss", impl) for impl in speed.LARGE_VOCAB_IMPLS]
+    for row in rows:
+        assert row["median_s"] is None and row["peak_bytes"] >= row["temp_bytes"] >= 0
+    table = speed.large_vocab_markdown(rows)
+    assert table.count("not run") == len(rows)
+
+
 def test_cli_large_vocab_bad_arguments(capsys):
+    assert main(["bench", "--memory-only"]) == 2
+    assert "--memory-only needs --large-vocab" in capsys.readouterr().err
     assert main(["bench", "--large-vocab", "--shape", "8,4"]) == 2
     assert "--shape must be three positive integers N,D,V, got '8,4'" in capsys.readouterr().err
     assert main(["bench", "--large-vocab", "--chunk-size", "0"]) == 2
@@ -164,7 +181,7 @@ def test_from_json_formats_a_saved_large_vocab_run(tmp_path, capsys):
     assert main(["bench", "--from-json", str(saved)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == ("| softmax_cross_entropy | float32 | 8x4x16 | 3 | unfused | 20.0 | 1.00 "
-                        "| 2 | 3 |")
+                        "| 2 | 3 |  |")  # no dense distillation row to relate the peak to
     assert "| linear | 40.0 | 0.50 |" in lines[3] and "| linear_mean | 10.0 | 2.00 |" in lines[4]
 
 
@@ -214,4 +231,6 @@ def test_cli_unknown_loss_is_one_line(capsys):
     assert err.startswith("softxent bench: --loss: unknown loss 'brier_scor'")
     assert len(err.strip().splitlines()) == 1
     assert main(["bench", "--large-vocab", "--loss", "brier_score"]) == 2
-    assert "without --large-vocab" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--loss with --large-vocab must be among" in err and "got 'brier_score'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -341,17 +341,24 @@ def large_vocab_markdown(rows: list[dict[str, Any]]) -> str:
     """The README's table of a ``--large-vocab`` run: one line per loss, dtype and
     implementation, with its time relative to forming the logits."""
     unfused = {(r["loss"], r["dtype"]): r["median_s"] for r in rows if r["impl"] == "unfused"}
+    dense_peak = {r["dtype"]: r["peak_bytes"] for r in rows
+                  if r["impl"] == "unfused" and r["loss"] == "distillation_loss"}
     lines = [
-        "| loss | dtype | N x D x V | chunk | impl | ms | x unfused | temp MiB | peak MiB |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|",
+        "| loss | dtype | N x D x V | chunk | impl | ms | x unfused | temp MiB | peak MiB "
+        "| peak / dense distillation's |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         base = unfused.get((r["loss"], r["dtype"]))
-        speed = f"{base / r['median_s']:.2f}" if base else ""
+        timed = r["median_s"] is not None
+        speed = f"{base / r['median_s']:.2f}" if base and timed else ""
+        dense = dense_peak.get(r["dtype"])
+        share = f"{r['peak_bytes'] / dense:.3f}" if dense and r["peak_bytes"] >= 0 else ""
+        ms = f"{r['median_s'] * 1e3:.1f}" if timed else "not run"
         lines.append(
             f"| {r['loss']} | {r['dtype']} | {r['n']}x{r['d']}x{r['v']} | {r['chunk_size']} "
-            f"| {r['impl']} | {r['median_s'] * 1e3:.1f} | {speed} | {_mib(r['temp_bytes'])} "
-            f"| {_mib(r['peak_bytes'])} |")
+            f"| {r['impl']} | {ms} | {speed} | {_mib(r['temp_bytes'])} "
+            f"| {_mib(r['peak_bytes'])} | {share} |")
     return "\n".join(lines)
 
 
@@ -386,7 +393,7 @@ class LargeVocabResult:
     v: int
     dtype: str
     chunk_size: int
-    median_s: float
+    median_s: float | None  # None: compiled for its memory only, not run
     temp_bytes: int
     peak_bytes: int  # arguments + outputs + temp of the compiled step: its memory high-water mark
 
@@ -453,11 +460,8 @@ def sparse_teacher(key: jax.Array, n: int, v: int) -> tuple[jax.Array, jax.Array
     return indices, log_probs + jnp.log(SPARSE_MASS)
 
 
-def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_size: int,
-                         repeats: int, impls: tuple[str, ...] = LARGE_VOCAB_IMPLS,
-                         ) -> list[LargeVocabResult]:
-    """Time value_and_grad in (hidden, weight) of each implementation, sampled in turn,
-    and read each compiled step's memory."""
+def large_vocab_inputs(loss: str, n: int, d: int, v: int, dtype: str) -> tuple:
+    """``(hidden, weight, other)`` for ``large_vocab_fn(loss, ...)``, from a fixed key."""
     kh, kw, ko = jax.random.split(jax.random.key(0), 3)
     hidden = jax.random.normal(kh, (n, d), jnp.float32).astype(dtype)
     weight = (jax.random.normal(kw, (d, v), jnp.float32) * d**-0.5).astype(dtype)
@@ -472,10 +476,24 @@ def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_si
         other = jax.random.normal(ko, (n, d), jnp.float32)
     if loss not in (INTEGER_LABELS, "sparse_distillation_loss"):
         other = other.astype(dtype)
+    return hidden, weight, other
+
+
+def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_size: int,
+                         repeats: int, impls: tuple[str, ...] = LARGE_VOCAB_IMPLS,
+                         memory_only: bool = False) -> list[LargeVocabResult]:
+    """Time value_and_grad in (hidden, weight) of each implementation, sampled in turn,
+    and read each compiled step's memory. ``memory_only`` compiles the steps from the
+    inputs' shapes alone, allocating nothing (for shapes whose N x V arrays would not
+    fit), and times nothing."""
+    if memory_only:
+        arguments = jax.eval_shape(lambda: large_vocab_inputs(loss, n, d, v, dtype))
+    else:
+        arguments = large_vocab_inputs(loss, n, d, v, dtype)
     compiled, temp, peak = {}, {}, {}
     for impl in impls:
         step = jax.jit(jax.value_and_grad(large_vocab_fn(loss, impl, chunk_size), argnums=(0, 1)))
-        compiled[impl] = step.lower(hidden, weight, other).compile()
+        compiled[impl] = step.lower(*arguments).compile()
         analysis = compiled[impl].memory_analysis()
         if analysis is None:
             temp[impl] = peak[impl] = -1
@@ -483,9 +501,11 @@ def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_si
             temp[impl] = int(analysis.temp_size_in_bytes)
             peak[impl] = (temp[impl] + int(analysis.argument_size_in_bytes)
                           + int(analysis.output_size_in_bytes))
-    medians = interleaved_medians(
-        {impl: (lambda c=c: c(hidden, weight, other)) for impl, c in compiled.items()}, repeats
-    )
+    if memory_only:
+        medians: dict[str, float | None] = dict.fromkeys(impls)
+    else:
+        medians = interleaved_medians(
+            {impl: (lambda c=c: c(*arguments)) for impl, c in compiled.items()}, repeats)
     return [
         LargeVocabResult(loss, impl, n, d, v, dtype, chunk_size, medians[impl], temp[impl],
                          peak[impl])
@@ -495,9 +515,11 @@ def run_large_vocab_case(loss: str, n: int, d: int, v: int, dtype: str, chunk_si
 
 def run_large_vocab(shape: tuple[int, int, int] = LARGE_VOCAB_SHAPE,
                     dtypes: tuple[str, ...] = ("float32",), chunk_size: int = 1024,
-                    repeats: int = 7) -> Iterator[LargeVocabResult]:
+                    repeats: int = 7, losses: tuple[str, ...] = LARGE_VOCAB_LOSSES,
+                    memory_only: bool = False) -> Iterator[LargeVocabResult]:
     """One ``LargeVocabResult`` per loss, dtype and implementation."""
     n, d, v = shape
     for dtype in dtypes:
-        for loss in LARGE_VOCAB_LOSSES:
-            yield from run_large_vocab_case(loss, n, d, v, dtype, chunk_size, repeats)
+        for loss in losses:
+            yield from run_large_vocab_case(loss, n, d, v, dtype, chunk_size, repeats,
+                                            memory_only=memory_only)

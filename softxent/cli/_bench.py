@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loss", action="append", default=None, metavar="NAME",
         help="time this registry loss (repeatable; a --plugin's losses included); losses "
         "optax has are timed against it and a naive version, others alone (default: the five "
-        "losses optax has, listed in `softxent losses`)",
+        "losses optax has, listed in `softxent losses`); with --large-vocab, one of its "
+        "losses (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="small shapes only (smoke test)")
     parser.add_argument(
@@ -49,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--large-vocab (default 2048,256,32000)",
     )
     parser.add_argument("--chunk-size", type=int, default=1024, help="--large-vocab row chunk")
+    parser.add_argument(
+        "--memory-only", action="store_true",
+        help="with --large-vocab: compile each step from its inputs' shapes and report its "
+        "memory, allocating and timing nothing (for shapes whose N x V arrays do not fit)",
+    )
     parser.add_argument(
         "--dtype", action="append", choices=("float32", "bfloat16"), default=None,
         help="dtype(s) to run (repeatable; default float32 and bfloat16, float32 for "
@@ -76,22 +82,31 @@ def _run_large_vocab(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"softxent bench: {error}", file=sys.stderr)
         return 2
+    losses = tuple(dict.fromkeys(args.loss)) if args.loss else speed.LARGE_VOCAB_LOSSES
+    unknown = [loss for loss in losses if loss not in speed.LARGE_VOCAB_LOSSES]
+    if unknown:
+        print(f"softxent bench: --loss with --large-vocab must be among "
+              f"{', '.join(speed.LARGE_VOCAB_LOSSES)}, got {unknown[0]!r}", file=sys.stderr)
+        return 2
     dtypes = tuple(args.dtype) if args.dtype else ("float32",)
     environment = _environment(args)
     rows = []
     table = not (args.json or args.markdown)
     if table:
-        print(f"hidden @ weight -> loss, value_and_grad in both; medians of {args.repeats} runs")
+        timing = "compiled only" if args.memory_only else f"medians of {args.repeats} runs"
+        print(f"hidden @ weight -> loss, value_and_grad in both; {timing}")
         print(f"{'loss':24} {'impl':11} {'n':>6} {'d':>5} {'v':>7} {'dtype':8} {'chunk':>6} "
               f"{'median ms':>10} {'temp MiB':>9} {'peak MiB':>9}")
     from .._progress import bar
 
-    cases = speed.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats)
+    cases = speed.run_large_vocab(shape, dtypes, args.chunk_size, args.repeats, losses,
+                                  memory_only=args.memory_only)
     for item in bar(cases, "bench --large-vocab", unit="case"):
         rows.append(item)
         if table:
+            ms = "not run" if item.median_s is None else f"{item.median_s * 1e3:.2f}"
             print(f"{item.loss:24} {item.impl:11} {item.n:6d} {item.d:5d} {item.v:7d} "
-                  f"{item.dtype:8} {item.chunk_size:6d} {item.median_s * 1e3:10.2f} "
+                  f"{item.dtype:8} {item.chunk_size:6d} {ms:>10} "
                   f"{item.temp_bytes / 2**20:9.1f} {item.peak_bytes / 2**20:9.1f}", flush=True)
     _print_rows(args, [speed.as_dict(r) for r in rows], environment)
     return 0
@@ -175,11 +190,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"softxent bench: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.memory_only and not args.large_vocab:
+        print("softxent bench: --memory-only needs --large-vocab", file=sys.stderr)
+        return 2
     if args.large_vocab:
-        if args.loss:
-            print("softxent bench: --loss times dense losses; give it without --large-vocab",
-                  file=sys.stderr)
-            return 2
         return _run_large_vocab(args)
     from ..bench import speed
 
