@@ -312,6 +312,31 @@ def test_verify_floor_moves_the_logits_as_a_scaling_too():
     assert moved[0, 0] > 1400
 
 
+# Points of the default verify run (seed 0, 400 points) where a term of the loss lost
+# accuracy: the focal weight's log(1 - p_t) differentiated as a sum that cancels
+# (Hessian-vector product).
+_VERIFIED_POINTS = [
+    ("sigmoid_focal_loss", {"gamma": 1.5, "alpha": 0.25}, "float32", 2,
+     ["0x1.0f894p+2"], ["0x1.74b1d6p-2"], ["-0x1.127c34p-3"]),
+]
+
+
+@pytest.mark.parametrize("name, params, dtype, order, x, t, v", _VERIFIED_POINTS,
+                         ids=lambda a: a if isinstance(a, str) else "")
+def test_verify_points_within_tolerance(name, params, dtype, order, x, t, v):
+    from softxent.symbolic import _verify
+
+    spec = softxent.get_loss(name)
+    x, t, v = (np.array([[float.fromhex(a) for a in row]]) for row in (x, t, v))
+    signs = np.ones((1, 2 * x.shape[1]))  # the floor from moving every input up
+    items = _verify.rounded_parameters(spec, params, dtype)
+    exact, moved = _verify.reference(name, items, _verify.ORDERS, x, t, v, signs, False)
+    computed = _verify._jax_outputs(spec, params, _verify.ORDERS, dtype, x, t, v)
+    result = _verify.compare(spec, params, order, dtype, x, t, v, exact, moved, computed,
+                             _verify.ORDERS)
+    assert result.passed, result.describe()
+
+
 def test_verify_value_rounding_to_the_largest_float_is_finite():
     from softxent.symbolic._verify import compare
 

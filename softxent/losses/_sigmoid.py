@@ -12,6 +12,9 @@ With ``reduction="mean"`` the mean is over the kept components only.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -36,7 +39,7 @@ def _masked(loss: jax.Array, where: jax.Array | None) -> jax.Array:
 _WEIGHT_FLAT_BEYOND = 1e4
 
 
-def _log_miss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def _log_miss_summed(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """log(1 - p_t) = log(y sigma(-x) + (1 - y) sigma(x)), formed in log space.
 
     With log sigma(-x) = -softplus(x), the two terms are log-summed around the
@@ -52,6 +55,53 @@ def _log_miss(logits: jax.Array, targets: jax.Array) -> jax.Array:
     total = jnp.exp(hit - top) + jnp.exp(miss - top)
     live = total > 0
     return jnp.where(live, top + jnp.log(jnp.where(live, total, 1)), -jnp.inf)
+
+
+@jax.custom_jvp
+def _log_miss(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """``_log_miss_summed`` with its logit derivative written as a product.
+
+    Differentiated as summed, the slope is ``sigma(-x) - sigma(x) e^hit / (e^hit +
+    e^miss)``, a difference whose terms carry the rounding of ``softplus(x)`` (an
+    absolute ``u |x|``) and cancel to ``(1 - 2y) sigma(x) sigma(-x) / (1 - p_t)``: 10
+    units of roundoff in float32 at x = 4.2, y = 0.36, and the focal loss's second
+    derivative, itself a sum that cancels, multiplies that by up to 16 there. The
+    product, with ``1 - p_t = y sigma(-x) + (1 - y) sigma(x)`` (a sum of two terms of
+    one sign) and ``1 - 2y`` (exact for y >= 1/4), is accurate to a few units. It is
+    taken up to ``|x| = -log(tiny) / 4``, where ``sigma(-|x|)``, a lower bound of ``1 - p_t``,
+    is normal to the fourth power (the quotient's derivatives divide by its powers);
+    beyond, as ``(1 - 2y) exp(-softplus(x) - softplus(-x) - log(1 - p_t))`` in log space,
+    finite where ``sigma(+-x)`` underflows, and accurate to ``u |x|`` relative, the
+    resolution of ``e^-|x|`` itself. Tangents in the targets are the summed form's.
+    """
+    return _log_miss_summed(logits, targets)
+
+
+def _log_miss_slope(logits: jax.Array, targets: jax.Array, value: jax.Array) -> jax.Array:
+    """d log(1 - p_t) / dx, with ``value = log(1 - p_t)`` (see ``_log_miss``)."""
+    near = jnp.abs(logits) < -math.log(jnp.finfo(logits.dtype).tiny) / 4
+    x = jnp.where(near, logits, 0)  # the product's derivatives stay finite where unused
+    up, down = sigmoid(x), sigmoid(-x)
+    product = up * down / (targets * down + (1 - targets) * up)
+    spread = softplus(logits) + softplus(-logits)  # -log(sigma(x) sigma(-x))
+    logged = jnp.exp(-spread - jnp.where(near, 0, value))
+    return (1 - 2 * targets) * jnp.where(near, product, logged)
+
+
+def _log_miss_jvp(primals, tangents):
+    logits, targets = primals
+    d_logits, d_targets = tangents
+    value = _log_miss(logits, targets)
+    tangent = jnp.zeros(value.shape, value.dtype)
+    if not isinstance(d_logits, SymbolicZero):
+        tangent = _log_miss_slope(logits, targets, value) * d_logits
+    if not isinstance(d_targets, SymbolicZero):
+        along = functools.partial(_log_miss_summed, logits)
+        tangent = tangent + jax.jvp(along, (targets,), (d_targets,))[1]
+    return value, tangent
+
+
+_log_miss.defjvp(_log_miss_jvp, symbolic_zeros=True)
 
 
 def _bce_from_logits(
