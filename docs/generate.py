@@ -414,6 +414,17 @@ def experiments_page(folders: list[Path], figures: Path) -> str:
     return "\n".join(parts)
 
 
+def _setting(params: dict[str, Any]) -> str:
+    """``k=v, ...`` for a verify setting: numbers with ``:g``, a list of class weights in
+    parentheses, a choice (``tail``) or an index as it is; ``defaults`` for none."""
+    def shown(v: Any) -> str:
+        if isinstance(v, list):
+            return "(" + ", ".join(shown(x) for x in v) + ")"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k}={shown(v)}" for k, v in params.items()) or "defaults"
+
+
 def verify_page(path: Path) -> str:
     """``softxent verify --json``: the worst error per loss setting, order and dtype."""
     data = load(path)
@@ -422,7 +433,7 @@ def verify_page(path: Path) -> str:
     names = {0: "value", 1: "gradient", 2: "H v"}
     settings: dict[tuple[str, str], dict[tuple[str, int], dict[str, Any]]] = {}
     for r in results:
-        params = ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "defaults"
+        params = _setting(r["params"])
         settings.setdefault((r["loss"], params), {})[(r["dtype"], r["order"])] = r
     rows = []
     for (loss, params), cells in settings.items():

@@ -30,7 +30,7 @@ SPECS = softxent.list_losses()
 
 def test_every_registry_loss_has_a_twin():
     missing = []
-    for spec in SPECS:
+    for spec in softxent.list_losses(family=None):
         try:
             twin(spec.name)
         except KeyError:
@@ -245,7 +245,8 @@ def test_catalogue_set_errors_exit_2(override, message, capsys):
 
 
 def test_verify_covers_every_loss_order_and_dtype():
-    results = verify(points=12, workers=2)
+    # The dense losses run here; the other families in the tests below, a few each.
+    results = verify(points=12, workers=2, losses=softxent.loss_names())
     settings = {(r.loss, tuple(r.params.items())) for r in results}
     assert {loss for loss, _ in settings} == set(softxent.loss_names())
     assert {(r.order, r.dtype) for r in results} == {
@@ -253,6 +254,109 @@ def test_verify_covers_every_loss_order_and_dtype():
     assert len(results) == 6 * len(settings)
     for r in results:
         assert r.points > 0 and r.max_err >= 0, r
+
+
+def test_verify_tasks_cover_every_family_and_option():
+    import inspect
+
+    from softxent.symbolic import _verify
+
+    tasks = _verify._tasks(None)
+    assert {spec.name for spec, _ in tasks} == set(softxent.loss_names(family=None))
+    for form, settings in _verify.VARIANTS.items():
+        for setting in settings:
+            if set(setting) <= {"z_loss", "soft_cap"}:
+                continue  # for each function of the form that takes it (checked below)
+            assert any(twin(spec.name).form == form and params == setting
+                       for spec, params in tasks), (form, setting)
+    # Every function with a z-loss or a soft cap is verified with each.
+    for spec in softxent.list_losses(family=None):
+        accepted = inspect.signature(spec.fn).parameters
+        for option in ("z_loss", "soft_cap"):
+            if option in accepted:
+                assert any(s is spec and option in params for s, params in tasks), (
+                    spec.name, option)
+    # A chunked or linear form shares its plain form's points and reference.
+    keys = {_verify.reference_key(spec, params, "float32") for spec, params in tasks}
+    assert len(keys) < len(tasks)
+    plain = softxent.get_loss("softmax_cross_entropy")
+    for name in ("chunked_softmax_cross_entropy", "linear_softmax_cross_entropy"):
+        assert (_verify.reference_key(softxent.get_loss(name), {"z_loss": 1e-3}, "float64")
+                == _verify.reference_key(plain, {"z_loss": 1e-3}, "float64"))
+
+
+# A plain (sparse) or chunked form of each twin the sparse, chunked and linear families
+# add; the chunked and linear forms share these.
+NEW_FORMS = ["softmax_cross_entropy_with_integer_labels", "sparse_distillation_loss",
+             "chunked_generalized_js_divergence", "chunked_reverse_kl_distillation_loss",
+             "softmax_cross_entropy"]
+
+
+@pytest.mark.parametrize("name", NEW_FORMS)
+def test_non_dense_twins_equal_the_jax_values(name):
+    """At moderate points, float64, every setting verify checks (z_loss and soft_cap too)."""
+    import mpmath
+
+    from softxent.symbolic import _verify
+
+    jax.config.update("jax_enable_x64", True)
+    spec = softxent.get_loss(name)
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 3, (6, 3))
+    teacher = rng.normal(0, 3, (6, 3))
+    if spec.targets == "top_k":
+        log_p = teacher - np.log(np.sum(np.exp(teacher), axis=1, keepdims=True))
+        mask = (np.argsort(np.argsort(-teacher, axis=1), axis=1)
+                < np.array([1, 2, 3, 1, 2, 3])[:, None]).astype(float)
+        t = np.concatenate([np.where(mask > 0, log_p, 0), mask], axis=1)
+    elif spec.targets == "labels":
+        t = np.eye(3)[[0, 1, 2, 2, 1, 0]]
+    elif spec.targets == "logits":
+        t = teacher
+    else:
+        t = rng.dirichlet(np.ones(3), 6)
+    tasks = [params for s, params in _verify._tasks([name])]
+    assert len(tasks) >= 2
+    for params in tasks:
+        value = _verify._value_function(name, _verify.rounded_parameters(spec, params,
+                                                                          "float64"))
+        ours = _verify._jax_outputs(spec, params, (0,), "float64", x, t, np.zeros_like(x))
+        with mpmath.workdps(40):
+            exact = [float(value(*map(mpmath.mpf, x[i]), *map(mpmath.mpf, t[i])))
+                     for i in range(len(x))]
+        np.testing.assert_allclose(ours[:, 0], exact, rtol=1e-12, atol=1e-300,
+                                   err_msg=f"{name} {params}")
+
+
+def _perturbed(spec, factor):
+    import dataclasses
+    import functools
+
+    @functools.wraps(spec.fn)
+    def fn(*args, **kwargs):
+        return spec.fn(*args, **kwargs) * factor
+
+    return dataclasses.replace(spec, fn=softxent.export_loss(spec.params)(fn))
+
+
+FAMILY_SAMPLE = ["softmax_cross_entropy_with_integer_labels", "chunked_softmax_cross_entropy",
+                 "linear_distillation_loss"]
+
+
+def test_verify_checks_a_sparse_a_chunked_and_a_linear_form(monkeypatch):
+    from softxent.symbolic import _verify
+
+    monkeypatch.setattr(_verify, "VARIANTS", {})
+    results = _verify.verify(points=8, workers=2, losses=FAMILY_SAMPLE, dtypes=("float64",))
+    assert {r.loss for r in results} == set(FAMILY_SAMPLE) and len(results) == 9
+    assert all(r.passed and r.points > 0 for r in results), [
+        r.describe() for r in results if not r.passed]
+    # A relative 2e-5 change of the value (335 units of roundoff in float32) fails each.
+    off = [_perturbed(softxent.get_loss(name), 1 + 2e-5) for name in FAMILY_SAMPLE]
+    monkeypatch.setattr(_verify, "list_losses", lambda **_: off)
+    results = _verify.verify(points=8, workers=2, orders=(1,), dtypes=("float32",))
+    assert [r.loss for r in results] == FAMILY_SAMPLE
+    assert not any(r.passed for r in results), [r.describe() for r in results]
 
 
 def test_verify_cli_json_and_errors(capsys, tmp_path):
@@ -284,7 +388,7 @@ def test_verify_catches_a_perturbed_loss_at_each_order(monkeypatch, order):
         return kl * (1 + 2e-5)
 
     off = dataclasses.replace(spec, fn=kl_divergence)
-    monkeypatch.setattr(_verify, "list_losses", lambda: [off])
+    monkeypatch.setattr(_verify, "list_losses", lambda **_: [off])
     (result,) = _verify.verify(points=30, workers=1, orders=(order,), dtypes=("float32",))
     assert not result.passed
     assert "kl_divergence" in result.describe() and f"order {order}" in result.describe()

@@ -1,8 +1,12 @@
 """Check every shipped loss against its SymPy twin: value, jax.grad, Hessian-vector products.
 
-For each registry loss (defaults and one non-default setting), in float32 and
-float64, order 0 compares the value, order 1 jax.grad, order 2 a Hessian-vector
-product (forward over reverse) with the twin evaluated by mpmath. Points run
+For each registry loss of every family (dense, sparse, chunked, linear), at its
+defaults and at the non-default settings of its twin (z_loss and soft_cap among
+them), in float32 and float64, order 0 compares the value, order 1 jax.grad,
+order 2 a Hessian-vector product (forward over reverse) with the twin evaluated
+by mpmath. A chunked or linear form shares its plain form's points and
+reference; the chunked forms run 3 rows a chunk, the linear forms at an output
+matrix that permutes the hidden states into the logits (no bias). Points run
 past where exp overflows (|z| near 88.7 and 709.8) out to the largest finite
 logit (half of it in a softmax row), probabilities to one ulp of 1 and to the
 smallest normal float, targets exactly 0 and 1, and rows that mix these scales.
@@ -118,7 +122,7 @@ def _check_users_losses(specs: list, points: int, seed: int) -> tuple[list, list
 
 def run(args: argparse.Namespace) -> int:
     from .._registry import get_loss, list_losses
-    from ..symbolic._verify import DTYPES, ORDERS, TINY_FLOOR, TOLERANCE, verify
+    from ..symbolic._verify import DTYPES, ORDERS, TINY_FLOOR, TOLERANCE, format_params, verify
 
     if args.points < 1:
         print(f"softxent verify: --points must be >= 1, got {args.points}", file=sys.stderr)
@@ -128,13 +132,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name in args.loss or []:
         try:
-            get_loss(name, family="dense")
+            get_loss(name)
         except KeyError as err:
             print(f"softxent verify: {err.args[0]}", file=sys.stderr)
             return 2
     orders = tuple(sorted(set(args.order or ORDERS)))
     dtypes = tuple(dict.fromkeys(args.dtype or DTYPES))
-    selected = [spec for spec in list_losses() if not args.loss or spec.name in args.loss]
+    selected = [spec for spec in list_losses(family=None)
+                if not args.loss or spec.name in args.loss]
     built_in = [spec.name for spec in selected if _has_twin(spec.name)]
     load = os.getloadavg()
     start = time.perf_counter()
@@ -148,19 +153,19 @@ def run(args: argparse.Namespace) -> int:
           f"roundoff u (absolute where the exact value is below the dtype's resolution), "
           f"tolerance {TOLERANCE:g} u")
     header = "".join(f" {f'{d} o{o}':>11}" for d in dtypes for o in orders)
-    print(f"  {'loss':<30} {'params':<32}{header}")
+    print(f"  {'loss':<50} {'params':<32}{header}")
     table: dict[tuple, dict] = {}
     for r in results:
         table.setdefault((r.loss, tuple(r.params.items())), {})[(r.dtype, r.order)] = r
     for (loss, params), row in table.items():
-        text = ", ".join(f"{k}={v:g}" for k, v in params) or "defaults"
+        text = format_params(dict(params))
         cells = ""
         for d in dtypes:
             for o in orders:
                 r = row[(d, o)]
                 mark = "" if r.passed else "!"
                 cells += f" {f'{r.max_err:.3g}{mark}':>11}"
-        print(f"  {loss:<30} {text:<32}{cells}")
+        print(f"  {loss:<50} {text:<32}{cells}")
     if users:
         print("users' losses against their SymbolicLoss (check_gradient: float64, value, "
               "jax.grad and Hessian-vector product, relative error)")

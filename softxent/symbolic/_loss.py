@@ -143,7 +143,9 @@ def registry_symbolic_loss(name: str, classes: int | None = None,
     for key, value in values.items():
         spec.param(key).validate(name, value)
     t = twin(name)
-    numbers = t.parameters(values)
+    # The registry parameters only: the twin's options (z_loss, soft_cap) act on the
+    # logits, not on the probabilities this form is in.
+    numbers = {k: v for k, v in t.parameters(values).items() if k in spec.defaults}
     shown = {k: None if v is None else float(v) for k, v in numbers.items()}
     if t.output == "per_component":
         expr = t.in_probabilities(P, Q, numbers)

@@ -9,6 +9,21 @@ mpmath:
 - order 2, a Hessian-vector product, forward over reverse (``jax.jvp`` of
   ``jax.grad``) along a random direction ``v``.
 
+Families. Every family is checked, each loss against its twin (see
+:mod:`softxent.symbolic._twins`): the integer-label losses at one-hot label rows
+(the peak class in some rows, another class in the rest), the top-k teacher's at
+a teacher's log-probabilities with k < K in some rows and k = K in others (its
+classes in a shuffled order), the chunked forms ``CHUNK_ROWS`` rows at a time
+(so the points make several chunks and a partial last one), and the linear forms
+at the output matrix ``W`` a permutation matrix with no bias, hidden states the
+logits permuted (a teacher's too), which gives the logits exactly: the check
+covers the loss in the logits and the product's gradient, not a general ``W``
+or a bias. A chunked or linear form and its plain form share a twin; at the same
+parameters and dtype they share the points (drawn from a seed of the twin's form)
+and one reference, which each of them is compared with. ``VARIANTS`` adds
+settings per form; the static options ``z_loss`` and ``soft_cap`` are among
+them, for each function that takes them.
+
 Points. Each row is drawn from one of these regions, in the dtype: moderate
 logits (normal, scale 3); saturated logits, out to 1.2 times the log of the
 largest float (past where exp overflows: about 88.7 in float32 and 709.8 in
@@ -62,6 +77,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -85,16 +101,32 @@ TINY_FLOOR = 2.0**20
 OVERFLOW_MARGIN = 16.0
 ORDER_NAMES = {0: "value", 1: "gradient", 2: "Hessian-vector product"}
 
-# One non-default setting per loss with parameters, so the parameters are verified too.
-VARIANTS: dict[str, dict[str, float]] = {
-    "softmax_cross_entropy": {"label_smoothing": 0.1},
-    "sigmoid_binary_cross_entropy": {"pos_weight": 2.5, "label_smoothing": 0.2},
-    "sigmoid_focal_loss": {"gamma": 1.5, "alpha": 0.25},
-    "focal_cross_entropy": {"gamma": 0.5},
-    "poly1_cross_entropy": {"epsilon": -0.5},
-    "generalized_cross_entropy": {"k": 0.3},
-    "distillation_loss": {"temperature": 4.0},
+# Non-default settings per twin form (see Twin.form), so the parameters and options are
+# verified too; a setting applies to each loss of the form whose function takes all of it.
+# A soft cap of 30 saturates within the saturated rows (|z| up to 106 in float32); the
+# z-loss weight of PaLM's 1e-4 order, larger so that its term is not lost in the rest.
+Z_LOSS = {"z_loss": 1e-3}
+SOFT_CAP = {"soft_cap": 30.0}
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "softmax_cross_entropy": [{"label_smoothing": 0.1}, Z_LOSS, SOFT_CAP],
+    "sigmoid_binary_cross_entropy": [{"pos_weight": 2.5, "label_smoothing": 0.2}],
+    "sigmoid_focal_loss": [{"gamma": 1.5, "alpha": 0.25}],
+    "focal_cross_entropy": [{"gamma": 0.5}],
+    "poly1_cross_entropy": [{"epsilon": -0.5}],
+    "generalized_cross_entropy": [{"k": 0.3}],
+    "kl_divergence": [Z_LOSS, SOFT_CAP],
+    "distillation_loss": [{"temperature": 4.0}, Z_LOSS, SOFT_CAP],
+    # ignore_index 1 (a class): a one-hot row cannot hold PyTorch's -100.
+    "softmax_cross_entropy_with_integer_labels": [
+        {"label_smoothing": 0.1, "class_weights": (0.5, 2.0, 1.0), "ignore_index": 1,
+         **Z_LOSS},
+        {"example_weights": 0.75, **SOFT_CAP},
+    ],
+    "sparse_distillation_loss": [{"tail": "bucket", "temperature": 0.5}],
+    "generalized_js_divergence": [{"beta": 0.0, "temperature": 2.0}, {"beta": 1.0}],
+    "reverse_kl_distillation_loss": [{"temperature": 0.5}],
 }
+CHUNK_ROWS = 3  # rows per chunk of the chunked and linear forms
 
 _STEP_DIGITS = 20  # the directional derivative's step, 10^-20 relative
 _EXTRA_DIGITS = 25  # digits added for the perturbed evaluation
@@ -122,7 +154,7 @@ class Result:
 
     def describe(self) -> str:
         """One line naming the loss, order, dtype and the worst point."""
-        params = ", ".join(f"{k}={v:g}" for k, v in self.params.items()) or "defaults"
+        params = format_params(self.params)
         text = (f"{self.loss} ({params}), order {self.order} ({ORDER_NAMES[self.order]}), "
                 f"{self.dtype}: error {self.max_err:.3g} units of roundoff")
         if self.worst:
@@ -133,6 +165,18 @@ class Result:
         if self.failures:
             text += f"; {len(self.failures)} non-finite: {self.failures[0]}"
         return text
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    """``k=v, ...`` for a setting (numbers with ``:g``), or ``defaults``."""
+    def shown(v: Any) -> str:
+        if isinstance(v, list | tuple):
+            return "(" + ", ".join(shown(x) for x in v) + ")"
+        if isinstance(v, float):
+            return f"{v:g}"
+        return str(v)
+
+    return ", ".join(f"{k}={shown(v)}" for k, v in params.items()) or "defaults"
 
 
 # -- points -------------------------------------------------------------------------
@@ -177,10 +221,36 @@ def _probability_rows(rng: np.random.Generator, n: int, width: int,
     return p.astype(dtype)
 
 
+def _label_rows(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """One-hot label rows: the peak class in about 40% of the rows, a random class else."""
+    n, width = x.shape
+    labels = np.where(rng.random(n) < 0.4, np.argmax(x, axis=1), rng.integers(0, width, n))
+    return np.eye(width)[labels]
+
+
+def _top_k_rows(rng: np.random.Generator, n: int, width: int, dtype: np.dtype) -> np.ndarray:
+    """A teacher's top k as ``[log-probabilities, mask]`` rows (see ``_twins``): its
+    logits from every region, a third of the rows with k = K, the rest k < K."""
+    # A quarter of the largest float: the log-softmax in float64 stays finite.
+    t = _logit_rows(rng, n, width, dtype, float(np.finfo(dtype).max) / 4).astype(np.float64)
+    peak = np.max(t, axis=1, keepdims=True)
+    log_probs = t - peak - np.log(np.sum(np.exp(t - peak), axis=1, keepdims=True))
+    log_probs = np.minimum(log_probs.astype(dtype).astype(np.float64), 0.0)
+    k = rng.integers(1, width + 1, size=n)
+    ranks = np.argsort(np.argsort(-t, axis=1, kind="stable"), axis=1)
+    mask = (ranks < k[:, None]).astype(np.float64)
+    return np.concatenate([np.where(mask > 0, log_probs, 0.0), mask], axis=1)
+
+
 def _target_rows(spec: LossSpec, rng: np.random.Generator, n: int, width: int,
-                 dtype: np.dtype) -> np.ndarray:
-    if spec.targets == "logits":
+                 dtype: np.dtype, x: np.ndarray | None = None) -> np.ndarray:
+    if spec.targets in ("logits", "hidden"):
         return _logit_rows(rng, n, width, dtype, float(np.finfo(dtype).max) / 2)
+    if spec.targets == "labels":
+        assert x is not None
+        return _label_rows(rng, x)
+    if spec.targets == "top_k":
+        return _top_k_rows(rng, n, width, dtype)
     if width == 1:
         t = rng.random((n, 1))
         kind = rng.integers(0, 4, size=(n, 1))
@@ -197,7 +267,9 @@ def sample(spec: LossSpec, n: int, rng: np.random.Generator,
            dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predictions, targets and Hessian directions for ``spec``: ``n`` rows in ``dtype``.
 
-    Returned in float64, holding values exactly representable in ``dtype``.
+    Returned in float64, holding values exactly representable in ``dtype``. The
+    predictions of a linear form are its logits (see ``_jax_arguments``); labels are
+    one-hot rows and a top-k teacher ``2K`` numbers per row (see ``_twins``).
     """
     np_dtype = np.dtype(dtype)
     width = K if spec.output == "per_example" else 1
@@ -206,7 +278,7 @@ def sample(spec: LossSpec, n: int, rng: np.random.Generator,
     else:
         limit = float(np.finfo(np_dtype).max) / (2 if spec.output == "per_example" else 1)
         x = _logit_rows(rng, n, width, np_dtype, limit)
-    t = _target_rows(spec, rng, n, width, np_dtype)
+    t = _target_rows(spec, rng, n, width, np_dtype, x)
     v = rng.normal(0, 1, size=(n, width)).astype(np_dtype)
     return x.astype(np.float64), t.astype(np.float64), v.astype(np.float64)
 
@@ -225,35 +297,57 @@ def _complements(twin_: Twin, xs: Sequence[sp.Symbol]) -> tuple[list[sp.Expr], l
     return [e / total for e in exps], rest
 
 
+def _exact(value: Any) -> Any:
+    """A parameter as the reference takes it: a float exactly as given (see
+    rounded_parameters), not as the nearby simple rational that nsimplify makes of it."""
+    if isinstance(value, float):
+        return sp.Rational(value)
+    if isinstance(value, tuple) and all(isinstance(v, float) for v in value):
+        return tuple(sp.Rational(v) for v in value)
+    return None
+
+
+def target_width(t: Twin) -> int:
+    """How many numbers one row's targets are (see ``_twins``)."""
+    width = K if t.output == "per_example" else 1
+    return 2 * width if t.targets == "top_k" else width
+
+
 def _expression(name: str, param_items: tuple[tuple[str, Any], ...]):
     t = twin(name)
     values = dict(param_items)
-    # A float parameter is taken exactly as given (see rounded_parameters), not as the
-    # nearby simple rational that nsimplify makes of it.
-    params = {
-        k: sp.Rational(values[k]) if isinstance(values.get(k), float) else v
-        for k, v in t.parameters(values).items()
-    }
+    params = {k: v if _exact(values.get(k)) is None else _exact(values[k])
+              for k, v in t.parameters(values).items()}
     width = K if t.output == "per_example" else 1
     xs = symbols("x", width, real=True)
-    ts = symbols("t", width, real=True)
+    ts = symbols("t", target_width(t), real=True)
     arg_t = ts if t.output == "per_example" else ts[0]
     if t.input == "probabilities":
         expr = t.in_probabilities(xs if t.output == "per_example" else xs[0], arg_t, params)
-    elif t.targets == "logits":
+    elif t.direct_logits:
         expr = t.in_logits(xs, ts, params)
     else:
         # The probability form with 1 - p replaced by its cancellation-free expression.
         ps = symbols("P", width, positive=True)
         expr = t.in_probabilities(ps if t.output == "per_example" else ps[0], arg_t, params)
-        probs, rest = _complements(t, xs)
+        capped = t.capped(xs, params) if t.link == "softmax" else xs
+        probs, rest = _complements(t, capped)
         expr = expr.xreplace({1 - p: c for p, c in zip(ps, rest, strict=True)})
         expr = expr.xreplace(dict(zip(ps, probs, strict=True)))
+        if t.link == "softmax":
+            expr = expr + t.z_term(capped, ts, params)
     leftover = expr.free_symbols - set(xs) - set(ts)
     if leftover:
         held = sorted(map(str, leftover))
         raise ValueError(f"{name}: the twin in the logits still holds {held}")
     return expr, xs, ts
+
+
+def _without_cancellation(expr: sp.Expr) -> sp.Expr:
+    """``1 - tanh(u)^2`` (a soft cap's derivative) as ``sech(u)^2``: at |u| = 40 the
+    difference needs 35 digits to show at all, and it is far below every float beyond."""
+    squares = {h**2: 1 - sp.sech(h.args[0]) ** 2 for h in expr.atoms(sp.tanh)}
+    return expr.subs(squares) if squares else expr
 
 
 @functools.cache
@@ -269,6 +363,7 @@ def _reference_function(name: str, param_items: tuple[tuple[str, Any], ...],
     if 2 in orders:
         outputs += [sp.Add(*[sp.diff(g, x) * v for x, v in zip(xs, vs, strict=True)])
                     for g in gradient]
+    outputs = [_without_cancellation(o) for o in outputs]
     return sp.lambdify([*xs, *ts, *vs], outputs, "mpmath", cse=True)
 
 
@@ -301,13 +396,26 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
     """
     f = _reference_function(name, param_items, orders)
     value = _value_function(name, param_items)
+    kind = twin(name).targets
+    # Labels and a top-k teacher's mask are exact: they neither move nor stand for a limit.
+    exact_targets = kind in ("labels", "top_k")
+    logits_targets = logits_targets or kind in ("logits", "hidden", "top_k")
     width = x.shape[1]
+    movable = np.ones(t.shape[1])
+    if kind == "labels":
+        movable[:] = 0
+    elif kind == "top_k":
+        movable[width:] = 0
+    # Capped logits lie in (-c, c): the digits their softmax needs are set by c (the cap's
+    # own derivative is written without cancellation, see _without_cancellation).
+    cap = dict(param_items).get("soft_cap")
     outputs = 1 + (width if (1 in orders or 2 in orders) else 0) + (width if 2 in orders else 0)
     exact = np.empty((len(x), outputs))
     moved = np.empty((len(x), outputs))
     step = mpmath.mpf(10) ** -_STEP_DIGITS
     for i in range(len(x)):
-        digits = _digits(x[i], t[i], logits_targets, probabilities)
+        seen = x[i] if cap is None else np.minimum(np.abs(x[i]), cap)
+        digits = _digits(seen, t[i], logits_targets, probabilities)
         with mpmath.workdps(digits + _EXTRA_DIGITS):
             # Far below every term that it meets: for probability inputs, below
             # q / p^3 (the Hessian's 1/p^2 times a zero target's limit).
@@ -317,22 +425,27 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
             zero = mpmath.mpf(10) ** -(digits + 40) / size**2
             if probabilities and smallest > 0:
                 zero *= mpmath.mpf(smallest) ** 3
-            base = f(*map(mpmath.mpf, x[i]), *[mpmath.mpf(a) if a else zero for a in t[i]],
-                     *map(mpmath.mpf, v[i]))
-            directions = [(signs[i, :width], signs[i, width:])]
+            if exact_targets:
+                targets = [mpmath.mpf(a) for a in t[i]]
+            else:
+                targets = [mpmath.mpf(a) if a else zero for a in t[i]]
+            base = f(*map(mpmath.mpf, x[i]), *targets, *map(mpmath.mpf, v[i]))
+            target_signs = signs[i, width:width + t.shape[1]] * movable
+            directions = [(signs[i, :width], target_signs)]
             if not probabilities:  # the logits scaled (teacher's logits too)
                 ones = np.ones(width)
-                directions.append((ones, ones if logits_targets else signs[i, width:]))
+                directions.append((ones, movable if kind in ("logits", "hidden")
+                                   else target_signs))
             changes = []
             for sx, st in directions:
                 xm = [mpmath.mpf(a) * (1 + s * step) for a, s in zip(x[i], sx, strict=True)]
                 # A target of 1 moves down, so that 1 - t stays a probability.
-                tm = [mpmath.mpf(a) * (1 + (-1 if a == 1 and not logits_targets else s) * step)
-                      if a else zero for a, s in zip(t[i], st, strict=True)]
+                tm = [b * (1 + (-1 if a == 1 and kind == "probabilities" else s) * step)
+                      for a, b, s in zip(t[i], targets, st, strict=True)]
                 shifted = f(*xm, *tm, *map(mpmath.mpf, v[i]))
                 changes.append([abs(b - a) / step for a, b in zip(base, shifted, strict=True)])
             diverges = False
-            if np.any(t[i] == 0):
+            if not exact_targets and np.any(t[i] == 0):
                 # If the value grows as the zero target shrinks (a log of it with a weight
                 # that does not vanish: reverse KL), its limit is infinite. At
                 # e^-(10^(digits + 50)) a growth like p log(1/q) shows for any p > 0.
@@ -379,8 +492,103 @@ def _jax_outputs(spec: LossSpec, params: Mapping[str, Any], orders: tuple[int, .
             parts.append(jax.jvp(lambda x: gradient(x, t), (x,), (v,))[1])
         return jnp.concatenate(parts)
 
+    if spec.family != "dense":
+        return _batch_outputs(spec, params, orders, dtype, x, t, v)
     arrays = [jnp.asarray(a, dtype=dtype) for a in (x, t, v)]
     return np.asarray(jax.jit(jax.vmap(row))(*arrays), dtype=np.float64)
+
+
+def _permutation(width: int) -> np.ndarray:
+    """The column order of a linear form's hidden states: ``h = z[:, order]`` and
+    ``W[j, order[j]] = 1``, so that ``h @ W = z`` exactly (each logit one hidden entry)."""
+    return np.roll(np.arange(width), 1)
+
+
+def _options(spec: LossSpec, params: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """The keyword arguments of one call: the setting, weights as arrays in ``dtype``,
+    and the chunk size of a chunked or linear form."""
+    import jax.numpy as jnp
+
+    options = {k: jnp.asarray(v, dtype=dtype) if k in ("class_weights", "example_weights")
+               and v is not None else v for k, v in params.items()}
+    if spec.family in ("chunked", "linear"):
+        options["chunk_size"] = CHUNK_ROWS
+    return options
+
+
+def _jax_arguments(spec: LossSpec, dtype: str, t: np.ndarray, order: np.ndarray
+                   ) -> list[tuple[np.ndarray, tuple]]:
+    """``(rows, arguments)``: the rows of one call and its positional arguments after the
+    predictions (and a linear form's output matrix), from the sampled targets ``t``. A
+    top-k teacher's rows go in one call per k, its classes in a shuffled order."""
+    import jax.numpy as jnp
+
+    width = len(order)
+    every = np.arange(len(t))
+    if spec.targets == "labels":
+        return [(every, (jnp.asarray(np.argmax(t, axis=1), dtype=jnp.int32),))]
+    if spec.targets == "hidden":
+        weight = jnp.asarray(np.eye(width)[:, np.argsort(order)], dtype=dtype)
+        return [(every, (jnp.asarray(t[:, order], dtype=dtype), weight))]
+    if spec.targets != "top_k":
+        return [(every, (jnp.asarray(t, dtype=dtype),))]
+    logs, mask = t[:, :width], t[:, width:]
+    ks = mask.sum(axis=1).astype(int)
+    rng = np.random.default_rng(width)
+    calls = []
+    for k in np.unique(ks):
+        rows = np.flatnonzero(ks == k)
+        indices = np.array([rng.permutation(np.flatnonzero(mask[r])) for r in rows])
+        log_probs = np.take_along_axis(logs[rows], indices, axis=1)
+        calls.append((rows, (jnp.asarray(indices, dtype=jnp.int32),
+                             jnp.asarray(log_probs, dtype=dtype))))
+    return calls
+
+
+def _batch_outputs(spec: LossSpec, params: Mapping[str, Any], orders: tuple[int, ...],
+                   dtype: str, x: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[value, gradient, H v] per row of a sparse, chunked or linear form, from one call
+    on the rows (one per k for a top-k teacher) with ``reduction="none"``: the rows are
+    independent, so the gradient of their sum holds each row's gradient."""
+    import jax
+    import jax.numpy as jnp
+
+    width = x.shape[1]
+    linear = spec.input == "hidden"
+    order = _permutation(width) if linear else np.arange(width)
+    back = np.argsort(order)
+    options = _options(spec, params, dtype)
+    weight = jnp.asarray(np.eye(width)[:, back], dtype=dtype)
+    parts = _slices(width, orders)
+    out = np.full((len(x), parts[max(parts)].stop), np.nan)
+    for rows, arguments in _jax_arguments(spec, dtype, t, order):
+        def losses(h, arguments=arguments):
+            head = (h, weight) if linear else (h,)
+            return spec.fn(*head, *arguments, **options)
+
+        def total(h, losses=losses):
+            values = losses(h)
+            return jnp.sum(values), values
+
+        def run(h, d, losses=losses, total=total):
+            # One trace for every order (compiling the chunk loop is the cost here): the
+            # gradient's jvp carries the values and the gradient as its primal output.
+            if 2 in orders:
+                (values, gradient), (_, product) = jax.jvp(
+                    lambda h: jax.grad(total, has_aux=True)(h)[::-1], (h,), (d,))
+                return jnp.concatenate([values[:, None], gradient, product], axis=1)
+            if 1 in orders:
+                gradient, values = jax.grad(total, has_aux=True)(h)
+                return jnp.concatenate([values[:, None], gradient], axis=1)
+            return losses(h)[:, None]
+
+        h = jnp.asarray(x[rows][:, order], dtype=dtype)
+        d = jnp.asarray(v[rows][:, order], dtype=dtype)
+        block = np.array(jax.jit(run)(h, d), dtype=np.float64)
+        for o, part in parts.items():  # the hidden states' columns back in the logits' order
+            block[:, part] = block[:, part][:, back] if o else block[:, part]
+        out[rows] = block
+    return out
 
 
 # -- errors -------------------------------------------------------------------------
@@ -457,32 +665,64 @@ def rounded_parameters(spec: LossSpec, params: Mapping[str, Any],
     """Every parameter of ``spec`` (defaults filled in) rounded to ``dtype``, as the loss
     holds it. The reference takes these exact values: k = 0.3 is 0.3 + 1.2e-8 in
     float32, and p^k at log p = -177 moves by 2e-6 relative (35 units of roundoff)
-    between the two, a difference of inputs that no computation in the dtype can see."""
+    between the two, a difference of inputs that no computation in the dtype can see.
+    Options of the setting (``z_loss``, ``soft_cap``, class weights) are rounded alike;
+    ``tail`` and ``ignore_index`` are kept as given."""
+    def held(v: Any) -> Any:
+        if v is None or isinstance(v, str | bool | int):
+            return v
+        if isinstance(v, list | tuple):
+            return tuple(float(np.asarray(x, dtype=dtype)) for x in v)
+        return float(np.asarray(v, dtype=dtype))
+
     merged = {**spec.defaults, **params}
-    return tuple(sorted(
-        (k, None if v is None else float(np.asarray(v, dtype=dtype))) for k, v in merged.items()
-    ))
+    return tuple(sorted((k, held(v)) for k, v in merged.items()))
+
+
+def takes(spec: LossSpec, setting: Mapping[str, Any]) -> bool:
+    """Whether ``spec``'s function takes every parameter and option of ``setting``."""
+    accepted = inspect.signature(spec.fn).parameters
+    return all(k in accepted for k in setting)
+
+
+def reference_key(spec: LossSpec, params: Mapping[str, Any], dtype: str) -> tuple:
+    """What a reference depends on: the twin's form, the parameters as the dtype holds
+    them, and the dtype (the points are drawn from a seed of the form and dtype)."""
+    return (twin(spec.name).form, rounded_parameters(spec, params, dtype), dtype)
+
+
+def _has_twin(name: str) -> bool:
+    try:
+        twin(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
+    """Every registry loss with a twin (or those of ``losses``), of every family, at its
+    defaults and at each setting of ``VARIANTS`` for its form that its function takes."""
     tasks = []
-    for spec in list_losses():
-        if losses is not None and spec.name not in losses:
+    for spec in list_losses(family=None):
+        if (losses is not None and spec.name not in losses) or not _has_twin(spec.name):
             continue
         tasks.append((spec, {}))
-        if spec.name in VARIANTS:
-            tasks.append((spec, VARIANTS[spec.name]))
+        for setting in VARIANTS.get(twin(spec.name).form, ()):
+            if takes(spec, setting):
+                tasks.append((spec, dict(setting)))
     return tasks
 
 
 def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
            orders: Sequence[int] = ORDERS, dtypes: Sequence[str] = DTYPES,
            workers: int | None = None) -> list[Result]:
-    """Verify every registry loss (or ``losses``) at its defaults and its variant.
+    """Verify every registry loss (or ``losses``) at its defaults and its variants.
 
     One :class:`Result` per loss setting, order and dtype. The JAX side runs in
     this process; the mpmath references, the slow part, are spread over
-    ``workers`` processes (default: one per CPU).
+    ``workers`` processes (default: one per CPU). Losses of one twin form at the
+    same parameters and dtype (a plain form and its chunked and linear forms) share
+    their points and one reference.
     """
     import multiprocessing
     import os
@@ -507,26 +747,37 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
     context = multiprocessing.get_context("spawn")  # forking a JAX process can deadlock
     jobs = []
     settings = [(spec, params, dtype) for spec, params in _tasks(losses) for dtype in dtypes]
+    shared: dict[tuple, tuple] = {}  # (form, parameters, dtype) -> points and reference
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # the JAX side here while the workers evaluate the references, then each waited for
         for spec, params, dtype in bar(settings, "verify: JAX", unit="setting"):
             items = rounded_parameters(spec, params, dtype)
-            rng = np.random.default_rng([seed, zlib.crc32(f"{spec.name}/{dtype}".encode())])
-            x, t, v = sample(spec, points, rng, dtype)
-            signs = rng.choice([-1.0, 1.0], size=(points, 2 * x.shape[1]))
-            futures = [
-                pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
-                            t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
-                            spec.targets == "logits", spec.input == "probabilities")
-                for i in range(0, points, chunk)
-            ]
+            form = twin(spec.name).form
+            key = reference_key(spec, params, dtype)
+            if key not in shared:
+                rng = np.random.default_rng([seed, zlib.crc32(f"{form}/{dtype}".encode())])
+                x, t, v = sample(spec, points, rng, dtype)
+                signs = rng.choice([-1.0, 1.0], size=(points, x.shape[1] + t.shape[1]))
+                futures = [
+                    pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
+                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
+                                spec.targets in ("logits", "hidden"),
+                                spec.input == "probabilities")
+                    for i in range(0, points, chunk)
+                ]
+                shared[key] = (x, t, v, futures)
+            x, t, v, futures = shared[key]
             computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
-            jobs.append((spec, params, dtype, x, t, v, computed, futures))
+            jobs.append((spec, params, dtype, key, computed))
         results = []
-        for spec, params, dtype, x, t, v, computed, futures in bar(jobs, "verify: mpmath",
-                                                                    unit="setting"):
-            parts = [f.result() for f in futures]
-            exact, moved = (np.concatenate([p[k] for p in parts]) for k in range(2))
+        references: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        for spec, params, dtype, key, computed in bar(jobs, "verify: mpmath", unit="setting"):
+            x, t, v, futures = shared[key]
+            if key not in references:
+                parts = [f.result() for f in futures]
+                references[key] = tuple(np.concatenate([p[k] for p in parts])
+                                        for k in range(2))
+            exact, moved = references[key]
             for order in orders:
                 results.append(compare(spec, params, order, dtype, x, t, v, exact, moved,
                                        computed, orders))
