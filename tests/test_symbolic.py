@@ -217,7 +217,10 @@ def test_catalogue_json(capsys):
     assert cli(["catalogue", "--json", "--target", "0.2,0.3,0.5",
                 "--set", "softmax_cross_entropy.label_smoothing=0.1"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["loss"] for r in rows] == softxent.loss_names()
+    assert [r["loss"] for r in rows if "option" not in r] == softxent.loss_names()
+    assert [(r["loss"], r["option"]) for r in rows if "option" in r] == [
+        ("softmax_cross_entropy", "z_loss"), ("softmax_cross_entropy", "soft_cap"),
+        ("softmax_cross_entropy", "soft_cap")]
     for row in rows:
         assert {"loss", "params", "proper", "minimizer", "bias", "convex_in_p",
                 "convex_in_z"} <= set(row)
@@ -227,6 +230,44 @@ def test_catalogue_json(capsys):
     np.testing.assert_allclose(ce["minimizer"], [0.9 * 0.2 + 0.1 / 3, 0.9 * 0.3 + 0.1 / 3,
                                                  0.9 * 0.5 + 0.1 / 3])
     assert entry("kl_divergence", [0.5, 0.5])["convex_in_z"].startswith("yes")
+
+
+def test_catalogue_z_loss_keeps_the_minimiser_and_pins_the_shift():
+    from softxent.symbolic._catalogue import z_loss_entry
+
+    row = z_loss_entry([0.2, 0.3, 0.5], 1e-3)
+    np.testing.assert_allclose(row["minimizer"], [0.2, 0.3, 0.5], atol=1e-12)
+    np.testing.assert_allclose(row["logits"], np.log([0.2, 0.3, 0.5]), atol=1e-12)
+    assert row["convex_in_z"].startswith("no (")
+    # The JAX loss at z* = log q is least along the shift (independent of SymPy).
+    z = jnp.log(jnp.array([0.2, 0.3, 0.5]))
+    q = jnp.array([0.2, 0.3, 0.5])
+    values = [float(softxent.softmax_cross_entropy(z + s, q, z_loss=1e-3))
+              for s in (-0.1, 0.0, 0.1)]
+    assert values[1] < min(values[0], values[2])
+
+
+def test_catalogue_soft_cap_names_the_unreachable_targets():
+    from softxent.symbolic._catalogue import soft_cap_entry
+
+    c = 0.25
+    high = 1 / (1 + 2 * np.exp(-2 * c))
+    inside = soft_cap_entry([0.3, 0.3, 0.4], c)
+    assert "reachable: p* = q, attained" in inside["method"]
+    np.testing.assert_allclose(inside["minimizer"], [0.3, 0.3, 0.4], atol=1e-12)
+    outside = soft_cap_entry([0.2, 0.3, 0.5], c)
+    assert "unreachable" in outside["method"] and f"{high:.6g}" in outside["method"]
+    p = np.asarray(outside["minimizer"])
+    assert np.all(np.asarray(outside["logits"]) <= c + 1e-12) and p.max() <= high + 1e-12
+    # SciPy over the logits of the JAX loss, capped by the loss itself, reaches the same p.
+    q = jnp.array([0.2, 0.3, 0.5])
+    value_and_grad = jax.jit(jax.value_and_grad(
+        lambda z: softxent.softmax_cross_entropy(z, q, soft_cap=c)))
+    result = scipy.optimize.minimize(
+        lambda z: tuple(np.asarray(v, dtype=np.float64) for v in value_and_grad(z)),
+        np.zeros(3), jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 2000})
+    capped = c * np.tanh(result.x / c)
+    np.testing.assert_allclose(np.exp(capped) / np.exp(capped).sum(), p, atol=1e-5)
 
 
 @pytest.mark.parametrize(("override", "message"), [

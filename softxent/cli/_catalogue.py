@@ -3,7 +3,10 @@
 For every registry loss, its twin analysed: the minimiser p* for --target
 (closed form where SymPy derives one, or the KKT conditions solved numerically;
 never an optimiser run on the JAX loss), whether it is strictly proper, the bias
-p* − q, the inverse map back to q, and convexity in p and in the logits.
+p* − q, the inverse map back to q, and convexity in p and in the logits. Then
+softmax_cross_entropy with the z-loss and with soft caps (options on the logits,
+which the analysis in p does not see): what their checked derivations state about
+the minimiser, the pinned logits' shift and the reachable probabilities.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
 
 def run(args: argparse.Namespace) -> int:
     from .._registry import get_loss, list_losses
-    from ..symbolic._catalogue import entry
+    from ..symbolic._catalogue import entry, option_entries
 
     try:
         target = [float(v) for v in args.target.split(",")]
@@ -83,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             rows.append(entry(spec.name, target, overrides.get(spec.name)))
         except (ValueError, KeyError) as err:
             return _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err))
+    if any(spec.name == "softmax_cross_entropy" for spec in chosen):
+        try:
+            rows += option_entries(target)
+        except ValueError as err:
+            return _fail(str(err))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -95,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         proper = {True: "yes", False: "no", None: "undecided"}[row["proper"]]
         print(f"  proper: {proper}   p* = {p_star}   max|p* − q| = {bias:.4f}")
         print(f"  {row['method']}")
+        if row.get("logits") is not None:
+            print("  logits at p*: [" + ", ".join(f"{v:.4f}" for v in row["logits"]) + "]")
         if row["inverse"]:
             print(f"  inverse: {row['inverse']} (recovers q to {row['inverse_error']:.1e})")
         print(f"  convex in p: {row['convex_in_p']}")
