@@ -402,14 +402,14 @@ def test_verify_checks_a_sparse_a_chunked_and_a_linear_form(monkeypatch):
 
 def test_verify_cli_json_and_errors(capsys, tmp_path):
     path = tmp_path / "verify.json"
-    code = cli(["verify", "--points", "8", "--loss", "kl_divergence", "--order", "1",
+    code = cli(["verify", "--points", "8", "--loss", "reverse_kl_divergence", "--order", "1",
                 "--dtype", "float64", "--json", str(path)])
     assert code == 0, capsys.readouterr().err
     document = json.loads(path.read_text())
     assert {"date", "environment", "results", "tolerance_units_of_roundoff"} <= set(document)
     (row,) = document["results"]
     assert (row["loss"], row["order"], row["dtype"], row["passed"]) == (
-        "kl_divergence", 1, "float64", True)
+        "reverse_kl_divergence", 1, "float64", True)
     assert cli(["verify", "--points", "0"]) == 2
     assert cli(["verify", "--loss", "nope"]) == 2
 
