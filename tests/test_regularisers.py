@@ -257,3 +257,34 @@ def test_integer_labels_take_the_options_weighted_by_the_row():
         for a, b in zip(jax.tree.leaves(grads[form]), jax.tree.leaves(grads["dense"]),
                         strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=form)
+
+
+def test_the_options_keep_their_accuracy_at_saturated_logits():
+    """The cap's slope sech^2(z / c) where 1 - tanh^2 rounds to 0; the same value from a
+    plain call and from value_and_grad (the capped peak found on the raw logits); the
+    z-loss finite where only log Z^2 overflows, and 0 on an ignored row."""
+    z = jnp.array([-629.62, -664.10, 607.25])
+    one_hot = jnp.array([1.0, 0.0, 0.0])
+    gradient = jax.grad(lambda z: softxent.softmax_cross_entropy(z, one_hot, soft_cap=30.0))(z)
+    capped = 30.0 * np.tanh(np.asarray(z) / 30.0)
+    p = np.exp(capped - np.max(capped)) / np.sum(np.exp(capped - np.max(capped)))
+    sech2 = 1 / np.cosh(np.asarray(z) / 30.0) ** 2
+    np.testing.assert_allclose(gradient, (p - np.asarray(one_hot)) * sech2, rtol=1e-12)
+    assert np.all(gradient != 0)
+
+    x = jnp.array([19.51005363, 5.254357338, -88.7822876], jnp.float32)
+    q = one_hot.astype(jnp.float32)
+
+    def capped_loss(x):
+        return softxent.softmax_cross_entropy(x, q, soft_cap=30.0)
+
+    value, _ = jax.value_and_grad(capped_loss)(x)
+    assert float(value) == float(capped_loss(x))
+    np.testing.assert_allclose(float(value), 6.4232410097e-06, rtol=1e-6)  # mpmath
+
+    big = jnp.array([2.234e19, -1.24e20, 0.948], jnp.float32)
+    loss = softxent.softmax_cross_entropy(big, q, z_loss=1e-3)
+    np.testing.assert_allclose(float(loss), 1e-3 * 2.234e19**2, rtol=1e-5)
+    ignored = softxent.softmax_cross_entropy_with_integer_labels(
+        jnp.array([5.27e197, -3.83e290, -1.06e51]), jnp.array(1), ignore_index=1, z_loss=1e-3)
+    assert float(ignored) == 0.0

@@ -181,3 +181,25 @@ def test_a_compiled_linear_step_keeps_no_n_by_v_temporary():
     assert temp < 1024 * 2048 * 4 / 4  # chunk x V buffers (0.5 MB each), not N x V (8 MB)
     growth = temp - small.memory_analysis().temp_size_in_bytes
     assert growth < (1024 - 256) * k * 4 * 8  # a few [N, k] arrays; N x V would be 6.3 MB
+
+
+def test_tiny_and_underflowing_student_masses_keep_their_value():
+    """Renormalised, log S is log1p of the mass below the student's peak (2.7e-38 here, not
+    0); with the bucket, the student's tail mass outside the top k underflows and its log
+    is still finite (float64)."""
+    x = jnp.array([775.5, -616.2, 599.8])
+    got = softxent.sparse_distillation_loss(x, jnp.array([0]), jnp.array([0.0]))
+    below = np.exp((np.array([-616.2, 599.8]) - 775.5) / 2.0)
+    np.testing.assert_allclose(float(got), 4.0 * np.sum(below), rtol=1e-12)
+    assert float(got) > 0
+
+    x, temperature = np.array([339.8, 701.2, 57.25]), 0.5
+    log_a = -0.855
+    got = softxent.sparse_distillation_loss(jnp.asarray(x), jnp.array([1]), jnp.array([log_a]),
+                                            temperature=temperature, tail="bucket")
+    z = x / temperature
+    log_s = np.logaddexp.reduce(z)
+    log_out = np.logaddexp(z[0], z[2])
+    a, rest = np.exp(log_a), -np.expm1(log_a)
+    exact = a * (log_a - (z[1] - log_s)) + rest * (np.log(rest) - (log_out - log_s))
+    np.testing.assert_allclose(float(got), temperature**2 * exact, rtol=1e-12)

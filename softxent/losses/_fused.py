@@ -63,7 +63,7 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
 
 Options of the cross-entropy, in the same passes (``Regularisers``): logit
 soft-capping ``z -> c tanh(z / c)`` (Gemma 2) is applied where pass 1 reads the
-logits, and the tangent pass multiplies by its derivative ``1 - tanh^2(z / c)``;
+logits, and the tangent pass multiplies by its derivative ``sech^2(z / c)``;
 the z-loss (PaLM), with ``log Z = m + log S`` from pass 2, adds
 ``lambda Q (log Z)^2`` to the value and ``2 lambda Q log Z p_j`` to the slope:
 per unit of target mass, so 1 per probability row, and for integer labels the
@@ -166,8 +166,22 @@ class _Setting(NamedTuple):
 
 
 def soft_capped(logits: jax.Array, soft_cap: float | None) -> jax.Array:
-    """``c tanh(z / c)``, or ``z`` for ``soft_cap=None``."""
-    return logits if soft_cap is None else soft_cap * jnp.tanh(logits / soft_cap)
+    """``c tanh(z / c)``, or ``z`` for ``soft_cap=None``.
+
+    ``z / c`` is formed as a product with the constant ``1 / c``: XLA may rewrite a
+    division so in one fusion and not in another, and the passes that take the
+    row's peak and the ones that find it again must see the same capped logits."""
+    if soft_cap is None:
+        return logits
+    return soft_cap * jnp.tanh(logits * (1 / soft_cap))
+
+
+def soft_cap_slope(logits: jax.Array, soft_cap: float) -> jax.Array:
+    """``d/dz c tanh(z / c) = sech^2(z / c) = 4 e / (1 + e)^2`` with ``e = exp(-2 |z / c|)``:
+    ``1 - tanh^2`` would round to 0 from ``|z / c|`` near 9 (float32) or 19 (float64),
+    where the slope is still a normal number."""
+    e = jnp.exp(-2 * jnp.abs(logits / soft_cap))
+    return 4 * e / (1 + e) ** 2
 
 
 def smooth_targets(
@@ -190,7 +204,8 @@ class _Normaliser(NamedTuple):
 
 
 def _shifted(
-    logits: jax.Array, keep: jax.Array | None, peak: jax.Array, scale: jax.Array | None
+    logits: jax.Array, keep: jax.Array | None, peak: jax.Array, scale: jax.Array | None,
+    at_peak: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``(z - m) [/ T]`` and where it is exactly 0: at the peak. Scaling after the
     difference keeps that 0 exact: XLA may form ``z / T`` anew for each consumer
@@ -198,8 +213,26 @@ def _shifted(
     ``z / T - max(z / T)`` need not be 0 at the peak; ``z - m`` is one exact
     difference of the same two numbers wherever it is formed."""
     difference = shifted_logits(logits, keep, peak)
-    at_peak = difference == 0
+    if at_peak is None:
+        at_peak = difference == 0
+    else:  # found on the logits before capping (see _capped_peak)
+        difference = jnp.where(at_peak, 0, difference)
     return (difference if scale is None else difference / scale), at_peak
+
+
+def _capped_peak(raw: jax.Array | None, keep: jax.Array | None, axis: int
+                 ) -> jax.Array | None:
+    """Where the row's peak is, from the logits before soft-capping (None: not capped).
+
+    ``tanh`` is monotone, so the capped peak sits where the raw one does; but XLA
+    forms the capped logits anew in each fusion that reads them, and not always
+    with the same rounding, so ``c tanh(z / c) - max`` need not be 0 at the peak
+    where it is formed again. The raw logits compare exactly."""
+    if raw is None:
+        return None
+    masked = raw if keep is None else jnp.where(keep, raw, -jnp.inf)
+    top = jnp.max(masked, axis=axis, keepdims=True)
+    return (masked == top) & (top > -jnp.inf)
 
 
 def _normaliser(
@@ -209,10 +242,13 @@ def _normaliser(
     scale: jax.Array | None = None,
     blocked: bool = False,
     halves: bool = False,
+    raw: jax.Array | None = None,
 ) -> _Normaliser:
+    """``raw``: the logits before soft-capping, where ``logits`` are capped."""
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    shifted, at_peak = _shifted(logits, keep, peak, scale)
+    raw_at_peak = _capped_peak(raw, keep, axis)
+    shifted, at_peak = _shifted(logits, keep, peak, scale, raw_at_peak)
     half = jnp.exp(shifted / 2) if halves else None
     exponentials = half * half if halves else jnp.exp(shifted)
     total = jnp.sum(exponentials, axis=axis, keepdims=True)
@@ -222,7 +258,7 @@ def _normaliser(
             return jnp.sum(jnp.where(at_peak, 0, exponentials), axis=axis, keepdims=True)
         # Formed anew from the block's inputs inside the branch, so that no block of
         # exponentials is kept for it.
-        again, again_at_peak = _shifted(logits, keep, peak, scale)
+        again, again_at_peak = _shifted(logits, keep, peak, scale, raw_at_peak)
         again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
         return jnp.sum(jnp.where(again_at_peak, 0, again), axis=axis, keepdims=True)
 
@@ -273,6 +309,7 @@ class _Read(NamedTuple):
     # (sqrt(q) x) sqrt(q) where q alone is below the smallest normal float.
     roots: jax.Array | None
     teacher: tuple[jax.Array, ...]  # distillation: the teacher's peak and R
+    raw: jax.Array | None = None  # the logits before soft-capping, where capped
 
 
 def _read(
@@ -288,8 +325,19 @@ def _read(
     from the teacher's logits (and returned). The entropy's ``log q`` is only
     formed where pass 2 needs it (``teacher is None``).
     """
+    cap = setting.regularisers.soft_cap
+    read = _read_targets(soft_capped(logits, cap), targets, setting, teacher)
+    return read if cap is None else read._replace(raw=logits)
+
+
+def _read_targets(
+    logits: jax.Array,
+    targets: jax.Array,
+    setting: _Setting,
+    teacher: tuple[jax.Array, ...] | None,
+) -> _Read:
+    """``_read`` on logits already soft-capped (or left as they are)."""
     keep, parameter, axis, kind = setting.keep, setting.parameter, setting.axis, setting.kind
-    logits = soft_capped(logits, setting.regularisers.soft_cap)
     if kind is Kind.INTEGER_LABELS:
         labels, hot, spread, class_weights = targets
         classes = lax.broadcasted_iota(labels.dtype, logits.shape, axis % logits.ndim)
@@ -340,10 +388,11 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
     peak, at_peak, term, exponentials, excess, _ = _normaliser(
-        read.logits, setting.keep, setting.axis, read.scale, setting.blocked
+        read.logits, setting.keep, setting.axis, read.scale, setting.blocked, raw=read.raw
     )
     if setting.kind is Kind.INTEGER_LABELS:
-        mass, weighted = _integer_sums(read.logits, targets, setting, peak, term)
+        mass, weighted = _integer_sums(read.logits, targets, setting, peak, term,
+                                       capped=read.raw is not None)
         statistics = (peak, excess, mass, weighted)
         return _RowParts(statistics, exponentials, at_peak, read.targets, None)
     if read.log_targets is not None:
@@ -365,6 +414,7 @@ def _integer_sums(
     setting: _Setting,
     peak: jax.Array,
     shifted: jax.Array,
+    capped: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """``Q`` and ``W`` of hard labels without the one-hot row: with
     ``q_c = hot [c = y] + spread w_c``,
@@ -377,8 +427,11 @@ def _integer_sums(
     labels, hot, spread, weights = targets
     # An ignored row's label may lie outside [0, V); its hot weight is 0.
     index = jnp.clip(labels, 0, logits.shape[axis] - 1)
-    label_keep = None if keep is None else jnp.take_along_axis(keep, index, axis)
-    picked = shifted_logits(jnp.take_along_axis(logits, index, axis), label_keep, peak)
+    if capped:  # the label's z - m as pass 2 formed it: exactly 0 at the peak
+        picked = jnp.take_along_axis(shifted, index, axis)
+    else:
+        label_keep = None if keep is None else jnp.take_along_axis(keep, index, axis)
+        picked = shifted_logits(jnp.take_along_axis(logits, index, axis), label_keep, peak)
     kept_weights = weights if keep is None else jnp.where(keep, weights, 0)
     weight_total = jnp.sum(kept_weights, axis=axis, keepdims=True)
     spread_term = jnp.where(kept_weights != 0, kept_weights * shifted, 0)
@@ -525,7 +578,8 @@ def _formed_again(
     peak, excess, mass, weighted, *teacher = _statistics(logits, targets, setting)
     dtype = setting.dtype
     read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
-    shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale)
+    raw_at_peak = _capped_peak(read.raw, setting.keep, setting.axis)
+    shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, raw_at_peak)
     probabilities = jnp.exp(shifted - _log_total(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
@@ -566,8 +620,11 @@ def _value_and_slope_from(
         log_z = (peak if scale is None else peak / scale) + log_total
         finite = jnp.isfinite(log_z)
         log_z = jnp.where(finite, log_z, 0)
-        value = value + z_loss * mass * log_z**2
-        slope = slope + 2 * z_loss * mass * log_z * probabilities
+        # (sqrt(lambda Q) log Z)^2 overflows only where the term does; 0 for a row
+        # without weight (an ignored label), whatever its log Z.
+        weight = jnp.sqrt(z_loss * jnp.maximum(mass, 0))
+        value = value + jnp.where(mass > 0, (weight * log_z) ** 2, 0)
+        slope = slope + 2 * z_loss * (mass * log_z) * probabilities
     return jnp.squeeze(value, axis), slope
 
 
@@ -612,7 +669,7 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
         if static.kind is Kind.DISTILLATION:
             d_logits = d_logits / parameter  # the slope is in s / T
         if cap is not None:  # the slope is in c tanh(z / c)
-            d_logits = d_logits * (1 - jnp.tanh(logits.astype(static.dtype) / cap) ** 2)
+            d_logits = d_logits * soft_cap_slope(logits.astype(static.dtype), cap)
         tangent = jnp.sum(slope * d_logits, axis=static.axis)
     symbolic = jax.tree.leaves((d_targets, d_parameter), is_leaf=_is_symbolic_zero)
     if not all(isinstance(d, SymbolicZero) for d in symbolic):

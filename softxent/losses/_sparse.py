@@ -16,8 +16,10 @@ never forms an N x V teacher row. Two ways to treat the missing mass
 
 Passes, for one row of (already temperature-scaled) student logits ``z``:
 
-1. The student's normaliser: ``m = max z``, ``e = exp(z - m)``, and its logits
-   at the teacher's classes, a gather ``z_I - m`` (``k`` entries).
+1. The student's normaliser: ``m = max z``, ``e = exp(z - m)``, ``log S =
+   log1p(R)`` with ``R`` the sum of ``e`` without the peak's own 1 (``S - 1``
+   would lose ``R`` below the unit roundoff), and its logits at the teacher's
+   classes, a gather ``z_I - m`` (``k`` entries).
 2. Value. With ``log p_i = z_i - m - log S``,
 
        renormalize:  sum_i q_i (log q_i - log p_i)
@@ -25,10 +27,11 @@ Passes, for one row of (already temperature-scaled) student logits ``z``:
        bucket:       sum_i a_i (log a_i - (z_i - m) + log S)
                      + (1 - A) (log(1 - A) - log S_out + log S),
 
-   where ``S_out`` is the sum of ``e`` outside the top k, formed by zeroing
-   the k gathered places of ``e`` (a scatter into ``e`` itself, so no second
-   N x V array) and never as ``S - S_I``, which would cancel when the
-   student's tail is small. ``S = S_out + sum_i e_i`` then.
+   where ``log S_out`` is the log of the student's mass outside the top k,
+   summed from that tail's own peak (the k gathered places of ``z - m`` set to
+   -inf by a scatter), so that it stays finite where ``S_out`` underflows,
+   and never as ``log(S - S_I)``, which would cancel when the student's tail
+   is small.
 3. Gradient, one elementwise pass. Renormalised it is that of a soft
    cross-entropy, ``p_j - q_j``. With the bucket, ``d(-log p_i)/dz_j =
    p_j - [i = j]`` and ``d(-log(1 - P_I))/dz_j = p_j - [j not in I] p_j / (1 - P_I)``,
@@ -38,7 +41,7 @@ Passes, for one row of (already temperature-scaled) student logits ``z``:
                        p_j - (1 - A) e_j / S_out   (j not in I):
 
    the teacher's tail is spread over the student's tail in the student's own
-   proportions. Written into ``e`` at once (scaled outside, set at the top k).
+   proportions, each term formed from its log (``exp(z_j - m - log S_out)``).
 4. Tangent: ``sum_j slope_j dz_j``, linear in ``dz``, so JAX transposes it into
    the VJP (a ``custom_jvp``, as in ``_fused``). The teacher is a constant.
 
@@ -184,31 +187,40 @@ def _value_and_slope(
     row = jnp.arange(rows)[:, None]
     log_mass = jax.nn.logsumexp(log_probs, axis=-1, keepdims=True)
     live = log_probs > -jnp.inf
+    total = jnp.sum(exponentials, axis=-1, keepdims=True)
+    # log S = log1p(R), R the mass below the peak summed without the peak's exp(0) = 1:
+    # S - 1 would lose R once it is below the unit roundoff (see _fused's pass 2).
+    below = jnp.sum(jnp.where(shifted == 0, 0, exponentials), axis=-1, keepdims=True)
+    alone = (total < 1.5) & (below < 0.75)
+    log_total = jnp.where(total > 0, jnp.log1p(jnp.where(alone, below, total - 1)), 0)
     if tail is Tail.RENORMALIZE:
-        total = jnp.sum(exponentials, axis=-1, keepdims=True)
         has_mass = log_mass > -jnp.inf
         log_q = log_probs - jnp.where(has_mass, log_mass, 0)
         q = jnp.where(live, jnp.exp(log_q), 0)
         mass = has_mass.astype(logits.dtype)
-        value = mass * jnp.log(total) + jnp.sum(
+        value = mass * log_total + jnp.sum(
             jnp.where(live, q * (log_q - picked), 0), axis=-1, keepdims=True)
-        slope = (mass * exponentials / total).at[row, indices].add(-q)
+        slope = (mass * jnp.exp(shifted - log_total)).at[row, indices].add(-q)
         return value[:, 0], _constant_at_infinity(peak, slope)
     a = jnp.where(live, jnp.exp(log_probs), 0)
-    top = jnp.exp(picked)
-    outside = exponentials.at[row, indices].set(0)
-    outside_total = jnp.sum(outside, axis=-1, keepdims=True)
-    total = outside_total + jnp.sum(top, axis=-1, keepdims=True)
-    log_total = jnp.log(total)
+    # The student's mass outside the top k in log space, log S_out, from its own peak:
+    # S_out itself underflows where the top k hold all but e^-745 of the mass.
+    outside = shifted.at[row, indices].set(-jnp.inf)
+    outside_peak = lax.stop_gradient(jnp.max(outside, axis=-1, keepdims=True))
+    outside_peak = jnp.where(jnp.isfinite(outside_peak), outside_peak, 0)
+    outside_sum = jnp.sum(jnp.exp(outside - outside_peak), axis=-1, keepdims=True)
+    log_outside = outside_peak + jnp.log(outside_sum)
     # The teacher's leftover mass 1 - A from log A without cancellation; 0 when the
     # top k is every class (what remains is rounding), and never below 0.
     rest = jnp.zeros_like(log_mass) if k == classes else jnp.maximum(-expm1(log_mass), 0)
-    tail_value = xlogy(rest, jnp.log(rest) - jnp.log(outside_total) + log_total)
+    tail_value = xlogy(rest, jnp.log(rest) - log_outside + log_total)
     value = tail_value + jnp.sum(
         jnp.where(live, a * (log_probs - picked + log_total), 0), axis=-1, keepdims=True)
-    spread = jnp.where(rest > 0, rest / outside_total, 0)
-    slope = jnp.where(outside > 0, outside * (1 / total - spread), 0)
-    slope = slope.at[row, indices].set(top / total - a)
+    # Outside the top k: p_j - (1 - A) e_j / S_out, each term from its log.
+    spread = jnp.where(rest > 0, rest * jnp.exp(outside - jnp.where(rest > 0, log_outside, 0)),
+                       0)
+    slope = jnp.exp(outside - log_total) - spread
+    slope = slope.at[row, indices].set(jnp.exp(picked - log_total) - a)
     return value[:, 0], _constant_at_infinity(peak, slope)
 
 
