@@ -183,3 +183,13 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match=r"bias shape \(3,\) must be \(4,\)"):
         softxent.linear_softmax_cross_entropy(
             jnp.zeros((3, 2)), jnp.zeros((2, 4)), jnp.zeros((3, 4)), bias=jnp.zeros(3))
+
+
+def test_smoothing_term_is_finite_where_only_its_unweighted_sum_overflows():
+    """alpha / K sum_c (m - z_c) at float32 logits near -max: each term is weighted
+    before the sum, whose unweighted total would overflow."""
+    z = jnp.array([356.0, -1.7e38, -1.7e38], jnp.float32)
+    loss = softxent.softmax_cross_entropy_with_integer_labels(z, jnp.array(0),
+                                                              label_smoothing=0.1)
+    exact = 0.1 / 3 * 2 * (356.0 + 1.7e38)
+    np.testing.assert_allclose(float(loss), exact, rtol=1e-6)

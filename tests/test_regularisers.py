@@ -283,8 +283,10 @@ def test_the_options_keep_their_accuracy_at_saturated_logits():
     np.testing.assert_allclose(float(value), 6.4232410097e-06, rtol=1e-6)  # mpmath
 
     big = jnp.array([2.234e19, -1.24e20, 0.948], jnp.float32)
-    loss = softxent.softmax_cross_entropy(big, q, z_loss=1e-3)
-    np.testing.assert_allclose(float(loss), 1e-3 * 2.234e19**2, rtol=1e-5)
+    for call in (softxent.softmax_cross_entropy, jax.jit(softxent.softmax_cross_entropy,
+                                                          static_argnames="z_loss")):
+        loss = call(big, q, z_loss=1e-3)  # within a caller's jit too (constants folded)
+        np.testing.assert_allclose(float(loss), 1e-3 * 2.234e19**2, rtol=1e-5)
     ignored = softxent.softmax_cross_entropy_with_integer_labels(
         jnp.array([5.27e197, -3.83e290, -1.06e51]), jnp.array(1), ignore_index=1, z_loss=1e-3)
     assert float(ignored) == 0.0

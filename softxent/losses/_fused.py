@@ -103,7 +103,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from .._numerics import nonzero_total, shifted_logits
+from .._numerics import expm1, nonzero_total, shifted_logits
 
 # reference(logits, targets, axis, where, parameter): the same loss written plainly.
 Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array], jax.Array]
@@ -177,11 +177,14 @@ def soft_capped(logits: jax.Array, soft_cap: float | None) -> jax.Array:
 
 
 def soft_cap_slope(logits: jax.Array, soft_cap: float) -> jax.Array:
-    """``d/dz c tanh(z / c) = sech^2(z / c) = 4 e / (1 + e)^2`` with ``e = exp(-2 |z / c|)``:
-    ``1 - tanh^2`` would round to 0 from ``|z / c|`` near 9 (float32) or 19 (float64),
-    where the slope is still a normal number."""
-    e = jnp.exp(-2 * jnp.abs(logits / soft_cap))
-    return 4 * e / (1 + e) ** 2
+    """``d/dz c tanh(z / c) = sech^2(z / c)``: ``4 e / (1 + e)^2`` with ``e = exp(-2 |z / c|)``
+    from ``|z / c| = 1`` on, where ``1 - tanh^2`` would round to 0 (from ``|z / c|`` near
+    9 in float32, 19 in float64) while the slope is still a normal number."""
+    x = logits * (1 / soft_cap)
+    e = jnp.exp(-2 * jnp.abs(x))
+    # Near 0 the product's derivative 4 e' (1 - e) / (1 + e)^3 cancels in 1 - e, and
+    # 1 - tanh^2 (derivative -2 tanh sech^2) loses nothing: each where it is accurate.
+    return jnp.where(jnp.abs(x) < 1, 1 - jnp.tanh(x) ** 2, 4 * e / (1 + e) ** 2)
 
 
 def smooth_targets(
@@ -205,34 +208,67 @@ class _Normaliser(NamedTuple):
 
 def _shifted(
     logits: jax.Array, keep: jax.Array | None, peak: jax.Array, scale: jax.Array | None,
-    at_peak: jax.Array | None = None,
+    capped: _Capped | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``(z - m) [/ T]`` and where it is exactly 0: at the peak. Scaling after the
     difference keeps that 0 exact: XLA may form ``z / T`` anew for each consumer
     with a different rounding (a division as a product with 1 / T), so that
     ``z / T - max(z / T)`` need not be 0 at the peak; ``z - m`` is one exact
     difference of the same two numbers wherever it is formed."""
-    difference = shifted_logits(logits, keep, peak)
-    if at_peak is None:
+    if capped is None:
+        difference = shifted_logits(logits, keep, peak)
         at_peak = difference == 0
-    else:  # found on the logits before capping (see _capped_peak)
+    else:
+        at_peak = capped.at_peak
+        difference = capped_difference(capped.raw, capped.top, capped.cap)
+        if keep is not None:
+            difference = jnp.where(keep, difference, -jnp.inf)
         difference = jnp.where(at_peak, 0, difference)
     return (difference if scale is None else difference / scale), at_peak
 
 
-def _capped_peak(raw: jax.Array | None, keep: jax.Array | None, axis: int
-                 ) -> jax.Array | None:
+class _Capped(NamedTuple):
+    """A soft-capped row seen from its raw logits (see ``_capped_peak``)."""
+
+    raw: jax.Array  # the logits before capping
+    top: jax.Array  # their peak per row (class axis kept)
+    cap: float
+    at_peak: jax.Array  # where the raw logits equal it
+
+
+def _capped_peak(raw: jax.Array | None, keep: jax.Array | None, axis: int,
+                 cap: float | None) -> _Capped | None:
     """Where the row's peak is, from the logits before soft-capping (None: not capped).
 
     ``tanh`` is monotone, so the capped peak sits where the raw one does; but XLA
     forms the capped logits anew in each fusion that reads them, and not always
     with the same rounding, so ``c tanh(z / c) - max`` need not be 0 at the peak
     where it is formed again. The raw logits compare exactly."""
-    if raw is None:
+    if raw is None or cap is None:
         return None
     masked = raw if keep is None else jnp.where(keep, raw, -jnp.inf)
     top = jnp.max(masked, axis=axis, keepdims=True)
-    return (masked == top) & (top > -jnp.inf)
+    return _Capped(raw, top, cap, (masked == top) & (top > -jnp.inf))
+
+
+def capped_difference(z: jax.Array, m: jax.Array, c: float) -> jax.Array:
+    """``c tanh(z / c) - c tanh(m / c)`` for ``z <= m``, without the cancellation of two
+    rounded values near ``+-c``: with ``a = z / c``, ``b = m / c``, ``d = b - a >= 0``,
+
+        tanh a - tanh b = -sinh d / (cosh a cosh b)
+                        = -2 e^(d - |a| - |b|) (1 - e^(-2d)) / ((1 + e^(-2|a|)) (1 + e^(-2|b|))),
+
+    every exponential of a non-positive number. ``d - |a| - |b|`` is ``-2a`` for
+    ``a >= 0``, ``2b`` for ``b <= 0`` and 0 between, written so. Rounding each
+    capped logit to the dtype would cost ``u c`` absolutely, far more than the
+    capped difference moves with its inputs where ``tanh`` saturates. Infinite
+    logits take their limits (``-c (1 + tanh b)`` for ``z = -inf``)."""
+    a, b = z * (1 / c), m * (1 / c)
+    d = jnp.where(z == m, 0, (m - z) * (1 / c))
+    exponent = jnp.where(a >= 0, -2 * a, jnp.where(b <= 0, 2 * b, 0))
+    exponent = jnp.where(z == m, 0, exponent)
+    denominator = (1 + jnp.exp(-2 * jnp.abs(a))) * (1 + jnp.exp(-2 * jnp.abs(b)))
+    return -2 * c * jnp.exp(exponent) * -expm1(-2 * d) / denominator
 
 
 def _normaliser(
@@ -243,12 +279,13 @@ def _normaliser(
     blocked: bool = False,
     halves: bool = False,
     raw: jax.Array | None = None,
+    cap: float | None = None,
 ) -> _Normaliser:
-    """``raw``: the logits before soft-capping, where ``logits`` are capped."""
+    """``raw``: the logits before soft-capping at ``cap``, where ``logits`` are capped."""
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    raw_at_peak = _capped_peak(raw, keep, axis)
-    shifted, at_peak = _shifted(logits, keep, peak, scale, raw_at_peak)
+    capped = _capped_peak(raw, keep, axis, cap)
+    shifted, at_peak = _shifted(logits, keep, peak, scale, capped)
     half = jnp.exp(shifted / 2) if halves else None
     exponentials = half * half if halves else jnp.exp(shifted)
     total = jnp.sum(exponentials, axis=axis, keepdims=True)
@@ -258,7 +295,7 @@ def _normaliser(
             return jnp.sum(jnp.where(at_peak, 0, exponentials), axis=axis, keepdims=True)
         # Formed anew from the block's inputs inside the branch, so that no block of
         # exponentials is kept for it.
-        again, again_at_peak = _shifted(logits, keep, peak, scale, raw_at_peak)
+        again, again_at_peak = _shifted(logits, keep, peak, scale, capped)
         again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
         return jnp.sum(jnp.where(again_at_peak, 0, again), axis=axis, keepdims=True)
 
@@ -388,7 +425,8 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
     peak, at_peak, term, exponentials, excess, _ = _normaliser(
-        read.logits, setting.keep, setting.axis, read.scale, setting.blocked, raw=read.raw
+        read.logits, setting.keep, setting.axis, read.scale, setting.blocked, raw=read.raw,
+        cap=setting.regularisers.soft_cap,
     )
     if setting.kind is Kind.INTEGER_LABELS:
         mass, weighted = _integer_sums(read.logits, targets, setting, peak, term,
@@ -434,9 +472,12 @@ def _integer_sums(
         picked = shifted_logits(jnp.take_along_axis(logits, index, axis), label_keep, peak)
     kept_weights = weights if keep is None else jnp.where(keep, weights, 0)
     weight_total = jnp.sum(kept_weights, axis=axis, keepdims=True)
-    spread_term = jnp.where(kept_weights != 0, kept_weights * shifted, 0)
+    # Each term weighted before the sum: sum_c w_c (z_c - m) alone may overflow where
+    # spread times it (alpha / K of it) does not.
+    spread_weights = spread * kept_weights
+    spread_term = jnp.where(spread_weights != 0, spread_weights * shifted, 0)
     spread_sum = jnp.sum(spread_term, axis=axis, keepdims=True)
-    weighted = jnp.where(hot != 0, hot * picked, 0) + jnp.where(spread != 0, spread * spread_sum, 0)
+    weighted = jnp.where(hot != 0, hot * picked, 0) + spread_sum
     return hot + spread * weight_total, weighted
 
 
@@ -578,8 +619,8 @@ def _formed_again(
     peak, excess, mass, weighted, *teacher = _statistics(logits, targets, setting)
     dtype = setting.dtype
     read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
-    raw_at_peak = _capped_peak(read.raw, setting.keep, setting.axis)
-    shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, raw_at_peak)
+    capped = _capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap)
+    shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, capped)
     probabilities = jnp.exp(shifted - _log_total(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
@@ -620,10 +661,10 @@ def _value_and_slope_from(
         log_z = (peak if scale is None else peak / scale) + log_total
         finite = jnp.isfinite(log_z)
         log_z = jnp.where(finite, log_z, 0)
-        # (sqrt(lambda Q) log Z)^2 overflows only where the term does; 0 for a row
+        # (lambda Q |log Z|) |log Z| overflows only where the term does; 0 for a row
         # without weight (an ignored label), whatever its log Z.
-        weight = jnp.sqrt(z_loss * jnp.maximum(mass, 0))
-        value = value + jnp.where(mass > 0, (weight * log_z) ** 2, 0)
+        size = jnp.abs(log_z)
+        value = value + jnp.where(mass > 0, (z_loss * mass * size) * size, 0)
         slope = slope + 2 * z_loss * (mass * log_z) * probabilities
     return jnp.squeeze(value, axis), slope
 
