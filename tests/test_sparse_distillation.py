@@ -203,3 +203,16 @@ def test_tiny_and_underflowing_student_masses_keep_their_value():
     a, rest = np.exp(log_a), -np.expm1(log_a)
     exact = a * (log_a - (z[1] - log_s)) + rest * (np.log(rest) - (log_out - log_s))
     np.testing.assert_allclose(float(got), temperature**2 * exact, rtol=1e-12)
+
+
+@pytest.mark.parametrize("tail", ["renormalize", "bucket"])
+def test_a_dominant_peak_in_the_top_k_keeps_its_gradient(tail):
+    """The student's peak holds all but e^-187 of its mass and is the teacher's top class:
+    its slope p - q is minus the mass elsewhere (the gradient sums to 0 over the classes),
+    not the 0 that p - q rounds to (float64)."""
+    z = jnp.array([196.27, -817.75, -177.74])
+    log_probs = jnp.array([0.0 if tail == "renormalize" else -1e-300])
+    grad = jax.grad(lambda z: softxent.sparse_distillation_loss(
+        z, jnp.array([0]), log_probs, tail=tail))(z)
+    assert float(grad[0]) < 0
+    np.testing.assert_allclose(float(grad[0]), -float(grad[1] + grad[2]), rtol=1e-12)

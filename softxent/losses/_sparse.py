@@ -177,7 +177,7 @@ def _value_and_slope(
     """Passes 1-3 on ``[R, V]`` logits and ``[R, k]`` teacher rows: KL per row, slope."""
     rows, classes = logits.shape
     k = indices.shape[-1]
-    peak = lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    peak = jnp.max(logits, axis=-1, keepdims=True)
     # z - m, with the limit of a row holding +inf: its mass split evenly over those entries.
     shifted = shifted_logits(logits, None, peak)
     exponentials = jnp.exp(shifted)
@@ -192,7 +192,19 @@ def _value_and_slope(
     # S - 1 would lose R once it is below the unit roundoff (see _fused's pass 2).
     below = jnp.sum(jnp.where(shifted == 0, 0, exponentials), axis=-1, keepdims=True)
     alone = (total < 1.5) & (below < 0.75)
-    log_total = jnp.where(total > 0, jnp.log1p(jnp.where(alone, below, total - 1)), 0)
+    excess = jnp.where(alone, below, total - 1)
+    log_total = jnp.where(total > 0, jnp.log1p(excess), 0)
+    # A lone peak holding over 2/3 of the mass is among the teacher's top k where a
+    # gathered z - m is 0; its slope p - q would cancel there (both near 1).
+    at_peak = alone & (picked == 0)
+    peak_in_top = jnp.any(at_peak, axis=-1, keepdims=True)
+
+    def peak_slope(slope: jax.Array, others: jax.Array, mass: jax.Array) -> jax.Array:
+        """At such a peak, ``p - q = (mass - q) - mass R / S`` with ``mass - q`` the
+        teacher's mass at its other classes (``others``), summed where it lies."""
+        lone = peak_in_top & (shifted == 0)
+        return jnp.where(lone, others - mass * excess / (1 + excess), slope)
+
     if tail is Tail.RENORMALIZE:
         has_mass = log_mass > -jnp.inf
         log_q = log_probs - jnp.where(has_mass, log_mass, 0)
@@ -201,6 +213,8 @@ def _value_and_slope(
         value = mass * log_total + jnp.sum(
             jnp.where(live, q * (log_q - picked), 0), axis=-1, keepdims=True)
         slope = (mass * jnp.exp(shifted - log_total)).at[row, indices].add(-q)
+        others = jnp.sum(jnp.where(at_peak, 0, q), axis=-1, keepdims=True)
+        slope = peak_slope(slope, others, mass)
         return value[:, 0], _constant_at_infinity(peak, slope)
     a = jnp.where(live, jnp.exp(log_probs), 0)
     # The student's mass outside the top k in log space, log S_out, from its own peak:
@@ -221,6 +235,9 @@ def _value_and_slope(
                        0)
     slope = jnp.exp(outside - log_total) - spread
     slope = slope.at[row, indices].set(jnp.exp(picked - log_total) - a)
+    # With the bucket the teacher's masses sum to 1: 1 - a_peak = rest + the others'.
+    others = rest + jnp.sum(jnp.where(at_peak, 0, a), axis=-1, keepdims=True)
+    slope = peak_slope(slope, others, jnp.ones_like(others))
     return value[:, 0], _constant_at_infinity(peak, slope)
 
 
