@@ -99,16 +99,6 @@ def _write_json(path: str, document: dict) -> None:
         raise
 
 
-def _has_twin(name: str) -> bool:
-    from ..symbolic._twins import twin
-
-    try:
-        twin(name)
-    except KeyError:
-        return False
-    return True
-
-
 def _check_users_losses(specs: list, points: int, seed: int) -> tuple[list, list[str]]:
     """``check_gradient`` of each user's loss that has a ``SymbolicLoss``; the names of
     those that have none."""
@@ -122,6 +112,7 @@ def _check_users_losses(specs: list, points: int, seed: int) -> tuple[list, list
 
 def run(args: argparse.Namespace) -> int:
     from .._registry import get_loss, list_losses
+    from ..symbolic._twins import has_twin
     from ..symbolic._verify import DTYPES, ORDERS, TINY_FLOOR, TOLERANCE, format_params, verify
 
     if args.points < 1:
@@ -140,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     dtypes = tuple(dict.fromkeys(args.dtype or DTYPES))
     selected = [spec for spec in list_losses(family=None)
                 if not args.loss or spec.name in args.loss]
-    built_in = [spec.name for spec in selected if _has_twin(spec.name)]
+    built_in = [spec.name for spec in selected if has_twin(spec.name)]
     load = os.getloadavg()
     start = time.perf_counter()
     results = verify(points=args.points, seed=args.seed, losses=built_in, orders=orders,

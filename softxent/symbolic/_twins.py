@@ -147,30 +147,25 @@ def _tempered(p: Sequence[Expr], temperature: Expr) -> list[Expr]:
     return [x / total for x in powered]
 
 
-def _distillation(p, q, P):
-    # p: the student's own (T = 1) distribution; q: the teacher's.
-    t = P["temperature"]
-    return t**2 * _kl(_tempered(p, t), _tempered(q, t), P)
+def _tempered_divergence(divergence):
+    """``T^2 divergence(student at T, teacher at T)``, in probabilities (the student's own
+    T = 1 distribution and the teacher's) and in logits."""
+
+    def in_probabilities(p, q, P):
+        t = P["temperature"]
+        return t**2 * divergence(_tempered(p, t), _tempered(q, t), P)
+
+    def in_logits(s, t_logits, P):
+        t = P["temperature"]
+        student = softmax([si / t for si in s])
+        teacher = softmax([ti / t for ti in t_logits])
+        return t**2 * divergence(student, teacher, P)
+
+    return in_probabilities, in_logits
 
 
-def _distillation_logits(s, t_logits, P):
-    t = P["temperature"]
-    student = softmax([si / t for si in s])
-    teacher = softmax([ti / t for ti in t_logits])
-    return t**2 * _kl(student, teacher, P)
-
-
-def _reverse_kl_distillation(p, q, P):
-    # p: the student's own (T = 1) distribution; q: the teacher's.
-    t = P["temperature"]
-    return t**2 * _reverse_kl(_tempered(p, t), _tempered(q, t), P)
-
-
-def _reverse_kl_distillation_logits(s, t_logits, P):
-    t = P["temperature"]
-    student = softmax([si / t for si in s])
-    teacher = softmax([ti / t for ti in t_logits])
-    return t**2 * _reverse_kl(student, teacher, P)
+_distillation, _distillation_logits = _tempered_divergence(_kl)
+_reverse_kl_distillation, _reverse_kl_distillation_logits = _tempered_divergence(_reverse_kl)
 
 
 def _generalized_js_of(student: Sequence[Expr], teacher: Sequence[Expr], beta: Any) -> Expr:
@@ -455,6 +450,15 @@ class Twin:
     def direct_logits(self) -> bool:
         """Whether the form is written in the logits, not through the probabilities."""
         return self.form in _LOGIT_FORMS
+
+
+def has_twin(name: str) -> bool:
+    """Whether the registry loss ``name`` has a SymPy twin."""
+    try:
+        twin(name)
+    except KeyError:
+        return False
+    return True
 
 
 def twin(name: str) -> Twin:

@@ -88,7 +88,7 @@ import numpy as np
 import sympy as sp
 
 from .._registry import LossSpec, list_losses
-from ._twins import Twin, symbols, twin
+from ._twins import Twin, has_twin, symbols, twin
 
 K = 3  # classes for the class losses
 ORDERS = (0, 1, 2)
@@ -691,20 +691,12 @@ def reference_key(spec: LossSpec, params: Mapping[str, Any], dtype: str) -> tupl
     return (twin(spec.name).form, rounded_parameters(spec, params, dtype), dtype)
 
 
-def _has_twin(name: str) -> bool:
-    try:
-        twin(name)
-    except KeyError:
-        return False
-    return True
-
-
 def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
     """Every registry loss with a twin (or those of ``losses``), of every family, at its
     defaults and at each setting of ``VARIANTS`` for its form that its function takes."""
     tasks = []
     for spec in list_losses(family=None):
-        if (losses is not None and spec.name not in losses) or not _has_twin(spec.name):
+        if (losses is not None and spec.name not in losses) or not has_twin(spec.name):
             continue
         tasks.append((spec, {}))
         for setting in VARIANTS.get(twin(spec.name).form, ()):
