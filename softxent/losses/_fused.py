@@ -278,13 +278,11 @@ def _normaliser(
     scale: jax.Array | None = None,
     blocked: bool = False,
     halves: bool = False,
-    raw: jax.Array | None = None,
-    cap: float | None = None,
+    capped: _Capped | None = None,
 ) -> _Normaliser:
-    """``raw``: the logits before soft-capping at ``cap``, where ``logits`` are capped."""
+    """``capped``: the soft-capped ``logits`` seen from their raw values (``_capped_peak``)."""
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
-    capped = _capped_peak(raw, keep, axis, cap)
     shifted, at_peak = _shifted(logits, keep, peak, scale, capped)
     half = jnp.exp(shifted / 2) if halves else None
     exponentials = half * half if halves else jnp.exp(shifted)
@@ -425,8 +423,8 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
     peak, at_peak, term, exponentials, excess, _ = _normaliser(
-        read.logits, setting.keep, setting.axis, read.scale, setting.blocked, raw=read.raw,
-        cap=setting.regularisers.soft_cap,
+        read.logits, setting.keep, setting.axis, read.scale, setting.blocked,
+        capped=_capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap),
     )
     if setting.kind is Kind.INTEGER_LABELS:
         mass, weighted = _integer_sums(read.logits, targets, setting, peak, term,
@@ -661,12 +659,16 @@ def _value_and_slope_from(
         log_z = (peak if scale is None else peak / scale) + log_total
         finite = jnp.isfinite(log_z)
         log_z = jnp.where(finite, log_z, 0)
-        # (lambda Q |log Z|) |log Z| overflows only where the term does; 0 for a row
-        # without weight (an ignored label), whatever its log Z.
-        size = jnp.abs(log_z)
-        value = value + jnp.where(mass > 0, (z_loss * mass * size) * size, 0)
+        value = value + _z_loss_term(z_loss, mass, log_z)
         slope = slope + 2 * z_loss * (mass * log_z) * probabilities
     return jnp.squeeze(value, axis), slope
+
+
+def _z_loss_term(z_loss: float, mass: jax.Array, log_z: jax.Array) -> jax.Array:
+    """``lambda Q (log Z)^2`` as ``(lambda Q |log Z|) |log Z|``, which overflows only where
+    the term does; 0 for a row without weight (an ignored label), whatever its log Z."""
+    size = jnp.abs(log_z)
+    return jnp.where(mass > 0, (z_loss * mass * size) * size, 0)
 
 
 class _Static(NamedTuple):
@@ -732,7 +734,7 @@ def _fused_loss_jvp(static: _Static, primals: tuple, tangents: tuple) -> tuple:
                     kept = kept / p
                 log_z = jax.nn.logsumexp(kept, axis=static.axis)
                 log_z = jnp.where(jnp.isfinite(log_z), log_z, 0)
-                value = value + z_loss * mass * log_z**2
+                value = value + _z_loss_term(z_loss, mass, log_z)
             return value
 
         _, other = jax.jvp(plain, (targets, parameter), (d_targets, d_parameter))
