@@ -275,6 +275,55 @@ LARGE_VOCABULARY_FORMS = [
 ]
 
 
+def _reverse_kl_distillation_reference(s, t, temperature):
+    """T^2 KL(Q || P) and its gradient in the student's logits, in mpmath with digits
+    for logits out to the largest float and their differences."""
+    import mpmath
+
+    with mpmath.workdps(400):
+        def log_softmax(z):
+            z = [mpmath.mpf(float(x)) / temperature for x in z]
+            peak = max(z)
+            total = mpmath.log(mpmath.fsum(mpmath.exp(x - peak) for x in z))
+            return [x - peak - total for x in z]
+
+        log_q, log_p = log_softmax(s), log_softmax(t)
+        q = [mpmath.exp(x) for x in log_q]
+        slope = [a - b for a, b in zip(log_q, log_p, strict=True)]
+        kl = mpmath.fsum(w * g for w, g in zip(q, slope, strict=True))
+        gradient = [temperature * w * (g - kl) for w, g in zip(q, slope, strict=True)]
+        return float(temperature**2 * kl), np.array([float(g) for g in gradient])
+
+
+@pytest.mark.parametrize("dtype, student, teacher, slack", [
+    # The teacher's logits 1e8 apart: its rounded log-probabilities lose the
+    # differences the gradient needs.
+    (jnp.float32, [5.071931839, -88.80292511, -1.594920754],
+     [88.65892792, 159077104.0, -1.530059695], 1),
+    (jnp.float64, [-7.663572096e+275, -2.746838529, 0.6274509479],
+     [3.710013776e+244, 850.3670068, 2.436448523], 1),
+    # A student weight below the smallest normal float times a huge teacher log-ratio;
+    # exp of a log-weight near log(tiny) carries that log's rounding, ~700 units.
+    (jnp.float32, [-88.72963715, -88.65701294, 88.71850586],
+     [-103201407000.0, -3.011394564e+31, -192491.7031], 1000),
+    (jnp.float64, [-710.0660183, 709.2009259, -709.1792965],
+     [2.652367576e+178, 8.988465674e+307, -8.988465674e+307], 1000),
+], ids=["float32-far-teacher", "float64-far-teacher", "float32-subnormal-weight",
+        "float64-subnormal-weight"])
+def test_reverse_kl_distillation_keeps_far_apart_teacher_logits(dtype, student, teacher, slack):
+    """Value and gradient within 64 units of roundoff (normwise; times ``slack`` where
+    the inputs' own rounding allows more) of the exact ones where the teacher's logits
+    are far apart or the student's weights underflow."""
+    s, t = jnp.asarray([student], dtype), jnp.asarray([teacher], dtype)
+    value, gradient = jax.value_and_grad(
+        lambda s: softxent.chunked_reverse_kl_distillation_loss(s, t, reduction="sum"))(s)
+    exact_value, exact_gradient = _reverse_kl_distillation_reference(student, teacher, 2.0)
+    tolerance = slack * 64 * jnp.finfo(dtype).eps
+    assert abs(float(value) - exact_value) <= tolerance * abs(exact_value)
+    error = np.max(np.abs(np.asarray(gradient[0], np.float64) - exact_gradient))
+    assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
+
+
 @pytest.mark.parametrize("fn", LARGE_VOCABULARY_FORMS, ids=lambda f: f.__name__)
 def test_docstring_has_formula_example_and_references_and_the_example_runs(fn):
     import doctest

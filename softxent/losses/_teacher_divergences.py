@@ -70,8 +70,87 @@ def generalized_js_rows(
 def reverse_kl_rows(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
     """``KL(Q || P)`` per row, ``Q`` the student's softmax and ``P`` the teacher's (not
     differentiated): infinite where the student puts mass on a class the teacher gives 0."""
+    return _reverse_kl(student_logits, jax.lax.stop_gradient(teacher_logits))
+
+
+@jax.custom_jvp
+def _reverse_kl(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
     log_q, log_p = _log_probabilities(student_logits, teacher_logits)
-    return _weighted_log_ratio(jnp.exp(log_q), log_q, log_p)
+    log_p = _below_largest(log_p, teacher_logits)
+    return jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+
+
+def _below_largest(logit_difference: jax.Array, teacher_logits: jax.Array) -> jax.Array:
+    """A teacher's log-ratio, with a difference of finite logits that overflowed to
+    -inf (logits more than the largest float apart) put back at minus the largest
+    float: a class given -inf has no mass, but one given a finite logit has some, and
+    the log-space product of a tiny student weight with -inf would be inf, not ~0."""
+    largest = jnp.finfo(logit_difference.dtype).max
+    spurious = jnp.isfinite(teacher_logits) & jnp.isneginf(logit_difference)
+    return jnp.where(spurious, -largest, logit_difference)
+
+
+@_reverse_kl.defjvp
+def _reverse_kl_jvp(primals, tangents):
+    """The gradient ``q_i (g_i - sum_j q_j g_j)``, ``g = log q - log p``, with the
+    teacher's log-probabilities measured from the class the student ranks first.
+
+    ``log p`` enters the gradient only through its differences, so any per-row shift
+    of it gives the same gradient; but a teacher with logits far apart (1e8 in float32)
+    has log-probabilities whose rounding error exceeds the differences that matter, and
+    ``g_i - sum q g`` would subtract two such numbers. Measured from the student's top
+    class ``c`` as ``t_i - t_c`` (one rounding of the teacher's logits, not a
+    difference of two rounded log-probabilities), the dominant term of ``sum q g`` is
+    exactly 0, so nothing large cancels.
+    """
+    student_logits, teacher_logits = primals
+    d_student = tangents[0]
+    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
+    log_p = _below_largest(log_p, teacher_logits)
+    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    top = jnp.argmax(student_logits, axis=-1, keepdims=True)
+    top_logit = jnp.take_along_axis(teacher_logits, top, axis=-1)
+    # Rows where t_i - t_c is not the log-ratio: a teacher holding +inf (its limit is
+    # in log_p), or giving the student's top class no mass (the loss is then
+    # infinite, and any finite shift of log_p serves).
+    direct = (jnp.isfinite(top_logit)
+              & ~jnp.isposinf(jnp.max(teacher_logits, axis=-1, keepdims=True)))
+    relative_log_p = jnp.where(
+        direct, _below_largest(teacher_logits - jnp.where(direct, top_logit, 0), teacher_logits),
+        log_p)
+    live = log_q > -jnp.inf
+    slope = jnp.where(live, _difference(log_q, jnp.where(live, relative_log_p, 0)), 0)
+    mean_slope = jnp.sum(_log_space_product(log_q, slope), axis=-1, keepdims=True)
+    gradient = _log_space_product(log_q, _difference(slope, mean_slope))
+    return value, jnp.sum(gradient * d_student, axis=-1)
+
+
+def _difference(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a - b``, kept within the largest float where both are finite: the difference of
+    two finite quantities is finite, and the weight it multiplies is then (nearly) 0,
+    where an overflowed inf would make the product inf or NaN."""
+    largest = jnp.finfo(a.dtype).max
+    both = jnp.isfinite(a) & jnp.isfinite(b)
+    return jnp.where(both, jnp.clip(a - b, -largest, largest), a - b)
+
+
+def _log_space_product(log_weight: jax.Array, x: jax.Array) -> jax.Array:
+    """``exp(log_weight) * x``, 0 where the weight is 0.
+
+    A weight below the smallest normal number is flushed to 0 on the CPU, yet times a
+    large finite ``x`` its product can be a normal number; those products are formed as
+    ``sign(x) exp(log_weight + log|x|)``. Elsewhere the plain product is kept: the log
+    form's relative error grows with ``|log|x||``. An infinite ``x`` (a teacher giving
+    no mass) counts only where the weight itself is a nonzero float, so a class the
+    student gives less than the smallest float does not make the loss infinite.
+    """
+    weight = jnp.exp(log_weight)
+    live = (log_weight > -jnp.inf) & (x != 0)
+    tiny = live & jnp.isfinite(x) & (log_weight < jnp.log(jnp.finfo(log_weight.dtype).tiny))
+    magnitude = jnp.where(tiny, jnp.abs(x), 1)
+    scaled = jnp.sign(x) * jnp.exp(jnp.where(tiny, log_weight, 0) + jnp.log(magnitude))
+    plain = jnp.where(weight > 0, weight * x, 0)
+    return jnp.where(live, jnp.where(tiny, scaled, plain), 0)
 
 
 def _log_probabilities(student_logits: jax.Array, teacher_logits: jax.Array
