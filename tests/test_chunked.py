@@ -324,6 +324,50 @@ def test_reverse_kl_distillation_keeps_far_apart_teacher_logits(dtype, student, 
     assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
 
 
+def _generalized_js_reference(s, t, beta):
+    """JSD_beta(P || Q) at T = 1 and its gradient in the student's logits, in mpmath."""
+    import mpmath
+
+    with mpmath.workdps(400):
+        def softmax(z):
+            z = [mpmath.mpf(float(x)) for x in z]
+            total = mpmath.fsum(mpmath.exp(x - max(z)) for x in z)
+            return [mpmath.exp(x - max(z)) / total for x in z]
+
+        q, p = softmax(s), softmax(t)
+        m = [beta * a + (1 - beta) * b for a, b in zip(p, q, strict=True)]
+        value = (beta * mpmath.fsum(a * mpmath.log(a / c) for a, c in zip(p, m, strict=True) if a)
+                 + (1 - beta) * mpmath.fsum(b * mpmath.log(b / c)
+                                            for b, c in zip(q, m, strict=True) if b))
+        slope = [(1 - beta) * mpmath.log(b / c) for b, c in zip(q, m, strict=True)]
+        mean = mpmath.fsum(b * g for b, g in zip(q, slope, strict=True))
+        gradient = [float(b * (g - mean)) for b, g in zip(q, slope, strict=True)]
+        return float(value), np.array(gradient)
+
+
+@pytest.mark.parametrize("dtype, student, teacher", [
+    # A mixture ratio near 1: log M rounded to log beta's precision loses it.
+    (jnp.float32, [88.80067444, 88.76563263, -50.91862488], [35.8193512, 35.67577362, 103.3637466]),
+    (jnp.float32, [-0.660644114, 1.486042619, 0.3146804571],
+     [6004.271484, -1.701411733e+38, -2.394334058e+24]),
+    (jnp.float64, [0.7446341305, 2.438348137, -6.256043554],
+     [6.054048958e+205, 1.243769284e+120, -8.988465674e+307]),
+    (jnp.float64, [-752.9068199, 540.3378973, 200.4413821],
+     [7.335823539e+261, 709.5908301, 0.2525409296]),
+], ids=["float32-ratio-near-one", "float32-far-teacher", "float64-far-teacher",
+        "float64-far-student"])
+def test_generalized_js_keeps_ratios_near_one_and_far_teachers(dtype, student, teacher):
+    """Value and gradient within 64 units of roundoff (normwise) of the exact ones."""
+    s, t = jnp.asarray([student], dtype), jnp.asarray([teacher], dtype)
+    value, gradient = jax.value_and_grad(
+        lambda s: softxent.chunked_generalized_js_divergence(s, t, reduction="sum"))(s)
+    exact_value, exact_gradient = _generalized_js_reference(student, teacher, 0.5)
+    tolerance = 64 * jnp.finfo(dtype).eps
+    assert abs(float(value) - exact_value) <= tolerance * max(abs(exact_value), 1e-30)
+    error = np.max(np.abs(np.asarray(gradient[0], np.float64) - exact_gradient))
+    assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
+
+
 @pytest.mark.parametrize("fn", LARGE_VOCABULARY_FORMS, ids=lambda f: f.__name__)
 def test_docstring_has_formula_example_and_references_and_the_example_runs(fn):
     import doctest

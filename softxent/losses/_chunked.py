@@ -967,7 +967,7 @@ def chunked_generalized_js_divergence(
     Args:
       student_logits: the student's unnormalised scores ``[N, V]``.
       teacher_logits: the teacher's, same shape (not differentiated).
-      beta: :math:`\beta \in [0, 1]`, the teacher's weight in :math:`M`.
+      beta: :math:`\beta \in [0, 1]`, the teacher's weight in :math:`M` (not differentiated).
       temperature: :math:`T > 0`, dividing both logits.
       chunk_size: rows per chunk (a positive int).
       reduction: ``"none"`` (one loss per row), ``"mean"`` over the rows or ``"sum"``.
@@ -1030,7 +1030,7 @@ def linear_generalized_js_divergence(
       teacher_weight: the teacher's output matrix ``[D_t, V]``.
       bias: the student's optional bias ``[V]``.
       teacher_bias: the teacher's optional bias ``[V]``.
-      beta: :math:`\beta \in [0, 1]`.
+      beta: :math:`\beta \in [0, 1]` (not differentiated).
       temperature: :math:`T > 0`, dividing both logits.
       chunk_size: rows per chunk (a positive int).
       reduction: as in ``linear_softmax_cross_entropy`` (``"mean"``/``"sum"``

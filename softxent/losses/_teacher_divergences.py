@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._numerics import masked_log_softmax
+from .._numerics import expm1, log1p, masked_log_softmax, softplus
 from ._export import Param
 
 BETA = Param("beta", 0.5, 0.0, 1.0, doc="the teacher's weight in the mixture M")
@@ -44,27 +44,125 @@ def generalized_js_rows(
     student_logits: jax.Array, teacher_logits: jax.Array, beta: jax.Array
 ) -> jax.Array:
     """``JSD_beta(P || Q)`` per row (``KL(P || Q)`` at ``beta = 0``, ``KL(Q || P)`` at 1),
-    for temperature-scaled logits ``[..., V]``; the teacher is not differentiated."""
+    for temperature-scaled logits ``[..., V]``; neither the teacher nor ``beta`` is
+    differentiated."""
+    return _generalized_js(student_logits, jax.lax.stop_gradient(teacher_logits),
+                           jax.lax.stop_gradient(beta))
+
+
+def _mixture_log_ratios(log_q: jax.Array, log_p: jax.Array, beta: jax.Array):
+    """``log(Q / M)`` and ``log(P / M)`` for ``M = beta P + (1 - beta) Q``, 0 < beta < 1,
+    as functions of ``d = log P - log Q``:
+
+        log(Q / M) = -log1p(beta expm1(d)),   log(P / M) = -log1p((1 - beta) expm1(-d)).
+
+    ``logaddexp(log beta + log P, log(1 - beta) + log Q)`` would round log M to the
+    precision of log beta, losing a ratio near 1 (where the divergence is small). Where
+    expm1 would overflow, the asymptotic forms ``-(d + log beta) - ...`` take over.
+    """
+    live = (log_q > -jnp.inf) | (log_p > -jnp.inf)
+    d = jnp.where(live, log_p - jnp.where(live, log_q, 0), 0)
+    limit = 0.5 * jnp.log(jnp.finfo(d.dtype).max)
+    log_beta, log_rest = jnp.log(beta), jnp.log1p(-beta)
+
+    def ratio(x, weight, log_weight, log_other):
+        """-log((1 - weight) + weight e^x), the log-ratio to the mixture of the side
+        whose log-ratio to the other is -x."""
+        small = x < limit
+        near = -log1p(weight * expm1(jnp.where(small, x, 0)))
+        large_x = jnp.where(small, limit, x)
+        far = -(large_x + log_weight) - log1p(jnp.exp(log_other - log_weight - large_x))
+        return jnp.where(small, near, far)
+
+    log_q_ratio = ratio(d, beta, log_beta, log_rest)
+    log_p_ratio = ratio(-d, 1 - beta, log_rest, log_beta)
+    return log_q_ratio, log_p_ratio, d
+
+
+@jax.custom_jvp
+def _generalized_js(student_logits: jax.Array, teacher_logits: jax.Array,
+                    beta: jax.Array) -> jax.Array:
+    return _generalized_js_value(student_logits, teacher_logits, beta)
+
+
+def _generalized_js_value(student_logits, teacher_logits, beta):
     log_q, log_p = _log_probabilities(student_logits, teacher_logits)
-    p, q = jnp.exp(log_p), jnp.exp(log_q)
-    # beta is traced, so every branch is computed; an unselected one must keep finite
-    # derivatives, since its zero cotangent times an infinite one is NaN. The ends' KLs
-    # are infinite where one side has a zero the other does not: each compares its
-    # weight's log with itself (0) where it is not taken.
-    forward = _weighted_log_ratio(p, log_p, jnp.where(beta == 0, log_q, log_p))
-    reverse = _weighted_log_ratio(q, log_q, jnp.where(beta == 1, log_p, log_q))
-    # Inside (0, 1) both logs of the weights are finite; at the ends the mixture's
-    # branch is not taken, and its finite stand-ins keep its derivatives finite.
+    log_p = _below_largest(log_p, teacher_logits)
     inside = (beta > 0) & (beta < 1)
     safe_beta = jnp.where(inside, beta, 0.5)
-    # A class with no mass on either side has log M = -inf, read by neither ratio;
-    # logaddexp(-inf, -inf)'s derivative is NaN, so it takes stand-ins there.
-    either = (p > 0) | (q > 0)
-    log_m = jnp.logaddexp(jnp.where(either, jnp.log(safe_beta) + log_p, 0),
-                          jnp.where(either, jnp.log1p(-safe_beta) + log_q, 0))
-    mixed = (safe_beta * _weighted_log_ratio(p, log_p, log_m)
-             + (1 - safe_beta) * _weighted_log_ratio(q, log_q, log_m))
+    log_q_ratio, log_p_ratio, _ = _mixture_log_ratios(log_q, log_p, safe_beta)
+    mixed = (safe_beta * jnp.sum(_log_space_product(log_p, log_p_ratio), axis=-1)
+             + (1 - safe_beta) * jnp.sum(_log_space_product(log_q, log_q_ratio), axis=-1))
+    # The ends' KLs: infinite where one side has mass the other lacks (read only
+    # where the weight is a nonzero float, as in _log_space_product).
+    forward = jnp.sum(_log_space_product(log_p, _difference(log_p, log_q)), axis=-1)
+    reverse = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
     return jnp.where(beta == 0, forward, jnp.where(beta == 1, reverse, mixed))
+
+
+@_generalized_js.defjvp
+def _generalized_js_jvp(primals, tangents):
+    """The gradient in the student's logits, ``q_i (g_i - sum_j q_j g_j)``.
+
+    With ``g_i = (1 - beta) log(q_i / m_i)`` (the derivative of JSD_beta in log q_i:
+    the terms from M's dependence on Q cancel), measured from the student's top class
+    c: ``log(q_c / m_c) - log(q_i / m_i) = log1p(sigma_c expm1(delta_i))``, with
+    ``sigma_c = beta p_c / m_c`` and ``delta_i = (t_i - t_c) - (s_i - s_c)`` formed from
+    the logits, so ratios near 1 (a small divergence) keep their digits and the
+    dominant term of ``sum q g`` is exactly 0. At beta = 0 the gradient is ``q - p``,
+    at beta = 1 reverse KL's.
+    """
+    student_logits, teacher_logits, beta = primals
+    d_student = tangents[0]
+    value = _generalized_js_value(student_logits, teacher_logits, beta)
+    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
+    log_p = _below_largest(log_p, teacher_logits)
+    inside = (beta > 0) & (beta < 1)
+    safe_beta = jnp.where(inside, beta, 0.5)
+    log_q_ratio, _, d = _mixture_log_ratios(log_q, log_p, safe_beta)
+
+    top = jnp.argmax(student_logits, axis=-1, keepdims=True)
+    top_student = jnp.take_along_axis(student_logits, top, axis=-1)
+    top_teacher = jnp.take_along_axis(teacher_logits, top, axis=-1)
+    top_d = jnp.take_along_axis(d, top, axis=-1)
+    # log sigma_c, sigma_c = sigmoid(a_c), a_c = d_c + log beta - log(1 - beta).
+    a = top_d + jnp.log(safe_beta) - jnp.log1p(-safe_beta)
+    log_sigma = -softplus(-a)
+    direct = (jnp.isfinite(top_student) & jnp.isfinite(top_teacher)
+              & ~jnp.isposinf(jnp.max(teacher_logits, axis=-1, keepdims=True))
+              & (log_sigma > -jnp.inf))
+    delta = _difference(
+        _difference(teacher_logits, jnp.where(direct, top_teacher, 0)),
+        _difference(student_logits, jnp.where(direct, top_student, 0)))
+    delta = jnp.where(direct & ~jnp.isnan(delta), delta, 0)
+    limit = 0.5 * jnp.log(jnp.finfo(d.dtype).max)
+    small = delta < limit
+    near = log1p(jnp.exp(log_sigma) * expm1(jnp.where(small, delta, 0)))
+    # Where delta is huge, a_i = a_c + delta is not formed as that sum (a_c may be as
+    # large and of the other sign): softplus(a_i) - softplus(a_c) from the log-ratios
+    # has no cancellation, softplus(a_i) being the far larger.
+    a_all = d + jnp.log(safe_beta) - jnp.log1p(-safe_beta)
+    far = softplus(jnp.where(small, 0, a_all)) - softplus(a)
+    from_top = jnp.where(small, near, far)
+    # Rows not measured from the logits: the plain difference of the log-ratios.
+    top_ratio = jnp.take_along_axis(log_q_ratio, top, axis=-1)
+    live = log_q > -jnp.inf
+    from_top = jnp.where(direct, from_top,
+                         _difference(top_ratio, jnp.where(live, log_q_ratio, 0)))
+    from_top = jnp.where(live, from_top, 0)
+    mean = jnp.sum(_log_space_product(log_q, from_top), axis=-1, keepdims=True)
+    mixed = (1 - safe_beta) * _log_space_product(log_q, _difference(mean, from_top))
+
+    # q - p sums to 0: the student's top class takes minus the others' sum, which
+    # keeps its digits where q_c and p_c both round to 1.
+    forward = jnp.exp(log_q) - jnp.exp(log_p)
+    is_top = jnp.arange(forward.shape[-1]) == top
+    forward = jnp.where(is_top, -jnp.sum(jnp.where(is_top, 0, forward), axis=-1, keepdims=True),
+                        forward)
+    reverse = _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
+    end = jnp.where(beta == 0, forward, reverse)
+    gradient = jnp.where(inside, mixed, end)
+    return value, jnp.sum(gradient * d_student, axis=-1)
 
 
 def reverse_kl_rows(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
@@ -92,6 +190,15 @@ def _below_largest(logit_difference: jax.Array, teacher_logits: jax.Array) -> ja
 
 @_reverse_kl.defjvp
 def _reverse_kl_jvp(primals, tangents):
+    student_logits, teacher_logits = primals
+    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
+    log_p = _below_largest(log_p, teacher_logits)
+    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    gradient = _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
+    return value, jnp.sum(gradient * tangents[0], axis=-1)
+
+
+def _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p):
     """The gradient ``q_i (g_i - sum_j q_j g_j)``, ``g = log q - log p``, with the
     teacher's log-probabilities measured from the class the student ranks first.
 
@@ -103,11 +210,6 @@ def _reverse_kl_jvp(primals, tangents):
     difference of two rounded log-probabilities), the dominant term of ``sum q g`` is
     exactly 0, so nothing large cancels.
     """
-    student_logits, teacher_logits = primals
-    d_student = tangents[0]
-    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
-    log_p = _below_largest(log_p, teacher_logits)
-    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
     top = jnp.argmax(student_logits, axis=-1, keepdims=True)
     top_logit = jnp.take_along_axis(teacher_logits, top, axis=-1)
     # Rows where t_i - t_c is not the log-ratio: a teacher holding +inf (its limit is
@@ -121,8 +223,7 @@ def _reverse_kl_jvp(primals, tangents):
     live = log_q > -jnp.inf
     slope = jnp.where(live, _difference(log_q, jnp.where(live, relative_log_p, 0)), 0)
     mean_slope = jnp.sum(_log_space_product(log_q, slope), axis=-1, keepdims=True)
-    gradient = _log_space_product(log_q, _difference(slope, mean_slope))
-    return value, jnp.sum(gradient * d_student, axis=-1)
+    return _log_space_product(log_q, _difference(slope, mean_slope))
 
 
 def _difference(a: jax.Array, b: jax.Array) -> jax.Array:
