@@ -9,6 +9,7 @@ forward-mode and second derivatives stay finite wherever the loss is finite.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -191,12 +192,12 @@ def _log_softmax(logits: jax.Array, keep: jax.Array, axis: int) -> jax.Array:
     # its log is log1p(rest): log(1 + rest) would round the top class's log p to 0
     # once rest < eps, losing 1 - p_top (and every derivative of (1 - p)^gamma) for a
     # saturated row. A fully masked row has rest = 0 and stays at -inf, with no 0/0.
-    is_top = _is_top(shifted, axis)
-    rest = jnp.sum(jnp.where(is_top, 0, jnp.exp(shifted)), axis=axis, keepdims=True)
+    top = is_top(shifted, axis)
+    rest = jnp.sum(jnp.where(top, 0, jnp.exp(shifted)), axis=axis, keepdims=True)
     return shifted - jnp.log1p(rest)
 
 
-def _is_top(logits: jax.Array, axis: int) -> jax.Array:
+def is_top(logits: jax.Array, axis: int) -> jax.Array:
     """True at the first largest entry along ``axis`` (ties: the first one)."""
     top_index = jnp.argmax(logits, axis=axis, keepdims=True)
     return lax.broadcasted_iota(top_index.dtype, logits.shape, axis) == top_index
@@ -217,9 +218,9 @@ def _log_softmax_jvp(axis: int, primals, tangents):
     log_p = _log_softmax(logits, keep, axis)
     p = jnp.exp(log_p)
     masked = jnp.where(keep, logits, -jnp.inf)
-    is_top = _is_top(masked, axis)
-    d_top = jnp.sum(jnp.where(is_top, d_logits, 0), axis=axis, keepdims=True)
-    relative = jnp.where(keep & ~is_top, d_logits - d_top, 0)
+    top = is_top(masked, axis)
+    d_top = jnp.sum(jnp.where(top, d_logits, 0), axis=axis, keepdims=True)
+    relative = jnp.where(keep & ~top, d_logits - d_top, 0)
     d_log_p = relative - jnp.sum(p * relative, axis=axis, keepdims=True)
     # Rows with a +inf logit are constant (their limit), and masked entries too.
     constant = jnp.isposinf(jnp.max(masked, axis=axis, keepdims=True)) | ~keep
@@ -238,3 +239,29 @@ def masked_sum(x: jax.Array, axis: int, where: jax.Array | None) -> jax.Array:
     if where is not None:
         x = jnp.where(where, x, 0)
     return jnp.sum(x, axis=axis)
+
+
+def peak_excess(total: jax.Array, below: Callable[[], jax.Array], blocked: bool = False
+                ) -> jax.Array:
+    """``R = S - 1``, a softmax normaliser ``S = sum exp(z - m)`` less its peak's own
+    ``exp(0) = 1``: from ``S`` where that loses nothing, and summed again without the
+    peak entry (``below``) where it would, below ``S = 3/2`` (``R < 1/2``; the rounding
+    of ``S = 1 + R`` is a relative ``u / R`` of ``R``). There the peak entry is alone (a
+    tie would make ``S >= 2``). ``blocked``: a block of rows read from main memory, where
+    the second sum runs only if some row needs it; a cache-resident array (or a fusing
+    backend) takes it always, cheaper than the branch.
+    A fully masked row has ``S = 0`` and ``R = -1`` (see ``log_total_from_excess``)."""
+    dominant = (total < 1.5) & (total > 0)
+    if blocked:
+        again = lax.cond(jnp.any(dominant), below, lambda: jnp.zeros_like(total))
+    else:
+        again = below()
+    # If the peak entry was not told apart (a computed logit, soft-capped, formed with
+    # a different rounding for the max), below holds its 1: keep S - 1 there.
+    return jnp.where(dominant & (again < 0.75), again, total - 1)
+
+
+def log_total_from_excess(excess: jax.Array) -> jax.Array:
+    """``log S = log1p(R)`` (``R`` from ``peak_excess``); 0 for a row with no mass (R = -1)."""
+    has_mass = excess > -1
+    return jnp.where(has_mass, jnp.log1p(jnp.where(has_mass, excess, 0)), 0)

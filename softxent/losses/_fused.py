@@ -21,7 +21,7 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
    below the unit roundoff (one logit 37 above the rest in float64, 17 in
    float32), and ``log S`` and ``1 - p_top`` would lose the whole mass of the
    other classes; so where ``S < 3/2`` (a lone peak holding over 2/3 of the
-   mass) ``R`` is summed again without the peak entry (``_excess``), elsewhere
+   mass) ``R`` is summed again without the peak entry (``peak_excess``), elsewhere
    it is ``S - 1``. The peak entry is the one with ``z - m == 0``, formed
    before distillation's scaling by ``1 / T`` so that it is exactly 0 however
    XLA forms it. Distillation's ``q log(q / p)`` is summed as
@@ -103,7 +103,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from .._numerics import expm1, nonzero_total, shifted_logits
+from .._numerics import (
+    expm1,
+    log_total_from_excess,
+    nonzero_total,
+    peak_excess,
+    shifted_logits,
+)
 
 # reference(logits, targets, axis, where, parameter): the same loss written plainly.
 Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array], jax.Array]
@@ -297,32 +303,8 @@ def _normaliser(
         again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
         return jnp.sum(jnp.where(again_at_peak, 0, again), axis=axis, keepdims=True)
 
-    excess = _excess(total, below, blocked)
+    excess = peak_excess(total, below, blocked)
     return _Normaliser(peak, at_peak, shifted, exponentials, excess, half)
-
-
-def _excess(total: jax.Array, below: Callable[[], jax.Array], blocked: bool) -> jax.Array:
-    """``R = S - 1`` from ``S`` where that loses nothing, and summed again without the
-    peak's 1 (``below``) where it would: below ``S = 3/2`` (``R < 1/2``; the rounding
-    of ``S = 1 + R`` is a relative ``u / R`` of ``R``). There the peak entry is alone
-    (a tie would make ``S >= 2``). In a block of rows read from main memory the
-    second sum runs only if some row needs it; a cache-resident array (or a fusing
-    backend) takes it always, cheaper than the branch.
-    A fully masked row has ``S = 0`` and ``R = -1`` (see ``_log_total``, ``_total``)."""
-    dominant = (total < 1.5) & (total > 0)
-    if blocked:
-        again = lax.cond(jnp.any(dominant), below, lambda: jnp.zeros_like(total))
-    else:
-        again = below()
-    # If the peak entry was not told apart (a computed logit, soft-capped, formed with
-    # a different rounding for the max), below holds its 1: keep S - 1 there.
-    return jnp.where(dominant & (again < 0.75), again, total - 1)
-
-
-def _log_total(excess: jax.Array) -> jax.Array:
-    """``log S = log1p(R)``; 0 for a row with no mass (R = -1)."""
-    has_mass = excess > -1
-    return jnp.where(has_mass, jnp.log1p(jnp.where(has_mass, excess, 0)), 0)
 
 
 def _total(excess: jax.Array) -> jax.Array:
@@ -392,14 +374,14 @@ def _read_targets(
         t_peak, t_at_peak, t_shifted, t_exponentials, t_excess, t_halves = _normaliser(
             targets, keep, axis, parameter, setting.blocked, halves=True
         )
-        t_log_total = _log_total(t_excess)
+        t_log_total = log_total_from_excess(t_excess)
         probabilities = t_exponentials / _total(t_excess)
         roots = t_halves * lax.rsqrt(_total(t_excess))
         log_targets = t_shifted - t_log_total
     else:
         t_peak, t_excess = teacher
         t_shifted, t_at_peak = _shifted(targets, keep, t_peak, parameter)
-        probabilities = jnp.exp(t_shifted - _log_total(t_excess))
+        probabilities = jnp.exp(t_shifted - log_total_from_excess(t_excess))
         log_targets = roots = None
     # A teacher's peak holding over half its mass has 1 - q = R_t / S_t (pass 4).
     dominant = t_at_peak & (t_excess < 1)
@@ -619,7 +601,7 @@ def _formed_again(
     read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
     capped = _capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap)
     shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, capped)
-    probabilities = jnp.exp(shifted - _log_total(excess))
+    probabilities = jnp.exp(shifted - log_total_from_excess(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
         setting.axis, setting.regularisers.z_loss, read.scale,
@@ -646,7 +628,7 @@ def _value_and_slope_from(
 
     ``complements`` is ``Q - q`` where the targets come from logits (distillation:
     ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``)."""
-    log_total = _log_total(excess)
+    log_total = log_total_from_excess(excess)
     value = mass * log_total - weighted
     others = mass * (excess / _total(excess))
     if complements is None:
