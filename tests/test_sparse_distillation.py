@@ -216,3 +216,69 @@ def test_a_dominant_peak_in_the_top_k_keeps_its_gradient(tail):
         z, jnp.array([0]), log_probs, tail=tail))(z)
     assert float(grad[0]) < 0
     np.testing.assert_allclose(float(grad[0]), -float(grad[1] + grad[2]), rtol=1e-12)
+
+
+# Points of `softxent verify` where the top-k forms once failed, as (dtype, setting,
+# student logits, teacher [log-probabilities, mask], direction of the Hessian-vector
+# product); the twin's exact value, gradient and product are the reference.
+BUCKET = {"tail": "bucket", "temperature": 0.5}
+EXTREME_POINTS = [
+    # A teacher probability exp(-1.1e32) against a student logit 2 x 1.7e38 below the
+    # peak: 0 x inf in the value.
+    ("float32", BUCKET, [-1.7014e38, 1.7014e38, 1.504e35], [-1.097e32, 0, -8.507e37, 1, 1, 1],
+     [1.445, -2.38, -0.4511]),
+    # z - m overflows at the one class outside the top k: NaN in its tail share.
+    ("float32", BUCKET, [1.7014e38, -1.7014e38, -88.77], [-0.9755, 0, -0.5518, 1, 0, 1],
+     [1.445, -2.38, -0.4511]),
+    # Teacher probabilities below the smallest normal float against huge log-ratios.
+    ("float32", {}, [5.79e32, 88.805, -6.23e36], [0, -188.33, -128.78, 1, 1, 1],
+     [1.445, -2.38, -0.4511]),
+    ("float64", {}, [2.398e115, -294.04, 4.488e221], [0, -709.98, 0, 0, 1, 1],
+     [1.445, -2.38, -0.4511]),
+    # Two classes outside the top k whose z - m round to one value (-2.2e42): the tail's
+    # shares, their derivatives too, must tell them apart.
+    ("float64", BUCKET, [849.53, -710.35, 1.105e42], [0, 0, -0.4054, 0, 0, 1],
+     [1.445, -2.38, -0.4511]),
+    ("float64", BUCKET, [4.1156, 3.9017e62, -709.87], [0, -0.671, 0, 0, 1, 0],
+     [1.445, -2.38, -0.4511]),
+    # A small KL (4e-21) whose teacher mass log A rounds to 0 in float32.
+    ("float32", {}, [78.54808807, -78.64316559, -29.48863411],
+     [0.0, -116.5718689, -49.57859039, 1, 1, 1], [1.445, -2.38, -0.4511]),
+    # k = V with teacher mass 1 + 2.9e-22: the gradient is A p - a.
+    ("float32", BUCKET, [78.54808807, -78.64316559, -29.48863411],
+     [0.0, -116.5718689, -49.57859039, 1, 1, 1], [1.445, -2.38, -0.4511]),
+    ("float64", BUCKET, [-709.1336999, 709.3781066, -710.1140473],
+     [-10.06180799, -0.0001558353659, -9.086845562, 1, 1, 1], [1.445, -2.38, -0.4511]),
+    # A tail mass 1 - A of 2e-14 that 1 - exp(log A) loses in float32.
+    ("float32", BUCKET, [-5.870463507e31, -2.005070138e26, 1.283275381e21],
+     [0.0, -21.88434219, -3.13163051e-10, 0, 1, 1], [1.445, -2.38, -0.4511]),
+    # A tail share that rounds to 1: its derivative, relative to that peak, is 1e-21.
+    ("float32", BUCKET, [66.73828125, -24.97306252, -0.7976273298],
+     [-0.006303324364, 0.0, 0.0, 1, 0, 0], [0.7573413253, -0.7774454355, 0.3747605383]),
+]
+TOP_K_FORMS = ("sparse_distillation_loss", "chunked_sparse_distillation_loss",
+               "linear_sparse_distillation_loss")
+
+
+@pytest.mark.parametrize(("dtype", "setting"), [("float32", {}), ("float64", {}),
+                                                ("float32", BUCKET), ("float64", BUCKET)],
+                         ids=["float32", "float64", "float32-bucket", "float64-bucket"])
+def test_extreme_points_match_the_twin_in_value_gradient_and_curvature(dtype, setting):
+    """Each point's value, gradient and Hessian-vector product in every top-k form are
+    within verify's tolerance of the SymPy twin (mpmath), as ``softxent verify`` measures."""
+    from softxent.symbolic import _verify
+
+    rows = [p for p in EXTREME_POINTS if p[0] == dtype and p[1] == setting]
+    x, t, v = (np.array([p[i] for p in rows], float) for i in (2, 3, 4))
+    orders = (0, 1, 2)
+    name = TOP_K_FORMS[0]
+    params = _verify.rounded_parameters(softxent.get_loss(name), setting, dtype)
+    exact, moved = _verify.reference(name, params, orders, x, t, v,
+                                     np.ones((len(x), x.shape[1] + t.shape[1])), False)
+    for form in TOP_K_FORMS:
+        spec = softxent.get_loss(form)
+        computed = _verify._jax_outputs(spec, setting, orders, dtype, x, t, v)
+        for order in orders:
+            result = _verify.compare(spec, setting, order, dtype, x, t, v, exact, moved,
+                                     computed, orders)
+            assert result.passed, result.describe()

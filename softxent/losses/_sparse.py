@@ -18,30 +18,46 @@ Passes, for one row of (already temperature-scaled) student logits ``z``:
 
 1. The student's normaliser: ``m = max z``, ``e = exp(z - m)``, ``log S =
    log1p(R)`` with ``R`` the sum of ``e`` without the peak's own 1 (``S - 1``
-   would lose ``R`` below the unit roundoff), and its logits at the teacher's
-   classes, a gather ``z_I - m`` (``k`` entries).
-2. Value. With ``log p_i = z_i - m - log S``,
+   would lose ``R`` below the unit roundoff; ``_numerics.peak_excess``), and its
+   logits at the teacher's classes, a gather ``z_I - m`` (``k`` entries), also
+   as ``z_I / 2 - m / 2``, finite where ``z - m`` overflows (logits near -+ the
+   largest float). The student's mass outside the top k, ``S_out``, is summed
+   from the logits themselves about that tail's own peak (the k gathered places
+   set to -inf by a scatter): it stays finite in log space where ``S_out``
+   underflows, is never ``log(S - S_I)``, which would cancel when the student's
+   tail is small, and its shares ``e_j / S_out`` tell apart logits whose
+   ``z - m`` round to one value.
+2. Value, as a sum of nonnegative terms. Over categories on which both the
+   teacher ``w`` and the student ``p`` sum to 1,
 
-       renormalize:  sum_i q_i (log q_i - log p_i)
-                   = sum_i q_i (log a_i - log A - (z_i - m)) + log S,
-       bucket:       sum_i a_i (log a_i - (z_i - m) + log S)
-                     + (1 - A) (log(1 - A) - log S_out + log S),
+       KL = sum_c w_c phi(log(p_c / w_c)),   phi(x) = e^x - 1 - x >= 0,
 
-   where ``log S_out`` is the log of the student's mass outside the top k,
-   summed from that tail's own peak (the k gathered places of ``z - m`` set to
-   -inf by a scatter), so that it stays finite where ``S_out`` underflows,
-   and never as ``log(S - S_I)``, which would cancel when the student's tail
-   is small.
+   each term ``w log(w / p) + p - w``: no cancellation however small the KL,
+   and a normalisation of ``w`` that is off by a rounding changes it only to
+   second order (``log A``'s rounding would otherwise dominate a KL of 1e-21).
+   ``phi`` is a Taylor series for ``|x| <= 1`` and ``p - w (1 + x)`` beyond,
+   with ``w (1 + x)`` from its log where ``w`` is below the smallest normal
+   float, so that a teacher probability that underflows still counts against a
+   huge log-ratio. Renormalised the categories are the top k (``w = q``) and
+   the student's tail, where ``w = 0`` leaves ``1 - P_I``; with the bucket
+   they are the top k (``w = a``) and the tail (``w = 1 - A``, ``p = 1 - P_I``).
+   ``1 - A`` is ``1 - a_top`` (from ``log a_top``) less the other ``a_i``, not
+   ``1 - exp(log A)``, which loses a tail of 1e-14 in float32. Without a tail
+   (``k = V``, or ``A`` a rounding above 1) the bucket's KL is ``sum_i a_i
+   phi(.) + (A - 1) + (1 - P_I)``.
 3. Gradient, one elementwise pass. Renormalised it is that of a soft
    cross-entropy, ``p_j - q_j``. With the bucket, ``d(-log p_i)/dz_j =
    p_j - [i = j]`` and ``d(-log(1 - P_I))/dz_j = p_j - [j not in I] p_j / (1 - P_I)``,
-   so with the teacher's masses summing to 1,
+   so with ``M`` the teacher's mass over its categories (1 with a tail, ``A``
+   without one),
 
-       d loss / dz_j = p_j - a_j           (j in I),
-                       p_j - (1 - A) e_j / S_out   (j not in I):
+       d loss / dz_j = M p_j - a_j           (j in I),
+                       M p_j - (1 - A) e_j / S_out   (j not in I):
 
    the teacher's tail is spread over the student's tail in the student's own
-   proportions, each term formed from its log (``exp(z_j - m - log S_out)``).
+   proportions, each share formed from its log about the tail's peak, which is
+   not held constant, so that a share's derivative is relative to the peak's
+   and keeps its accuracy where the share rounds to 1.
 4. Tangent: ``sum_j slope_j dz_j``, linear in ``dz``, so JAX transposes it into
    the VJP (a ``custom_jvp``, as in ``_fused``). The teacher is a constant.
 
@@ -63,7 +79,13 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
-from .._numerics import expm1, shifted_logits, xlogy
+from .._numerics import (
+    expm1,
+    is_top,
+    log_total_from_excess,
+    peak_excess,
+    shifted_logits,
+)
 from .._validation import check_floating, check_reduction, compute_dtype
 from ._common import TEMPERATURE
 from ._export import apply_reduction, export_loss
@@ -171,6 +193,50 @@ def _check_log_prob_values(fn: str, log_probs: np.ndarray, dtype: jnp.dtype) -> 
         )
 
 
+# Taylor coefficients of e^x - 1 - x = x^2 sum_n x^n / (n + 2)!: 18 terms leave a relative
+# 1/19! of the sum at |x| = 1, below float64's unit roundoff.
+_EXCESS_SERIES = tuple(1 / math.factorial(n + 2) for n in range(18))
+
+
+def _exp_excess(x: jax.Array) -> jax.Array:
+    """``e^x - 1 - x`` for ``|x| <= 1``, where ``expm1(x) - x`` would cancel (``x^2 / 2``)."""
+    acc = jnp.full_like(x, _EXCESS_SERIES[-1])
+    for c in reversed(_EXCESS_SERIES[:-1]):
+        acc = acc * x + c
+    return x * x * acc
+
+
+def _kl_term(log_w: jax.Array, half_log_p: jax.Array) -> jax.Array:
+    """``w log(w / p) + p - w = w phi(log(p / w))`` with ``phi(x) = e^x - 1 - x >= 0``,
+    from ``log w`` and half of ``log p``; ``p`` where ``w = 0``.
+
+    Over categories where both ``w`` and ``p`` sum to 1 these terms sum to the KL, each
+    one nonnegative: no cancellation however small the KL, and insensitive to first
+    order to how exactly ``w`` is normalised. ``log p`` enters halved, finite where
+    ``z - m`` overflows (logits near -+ the largest float), so that ``w log(w / p)``
+    overflows only where it is that large itself. Infinite where the student's ``p`` is 0
+    and ``w`` is not."""
+    live = log_w > -jnp.inf
+    log_w = jnp.where(live, log_w, 0)
+    w = jnp.exp(log_w)
+    half_x = half_log_p - log_w / 2  # half of log(p / w)
+    p = jnp.exp(2 * half_log_p)
+    near = jnp.abs(half_x) <= 0.5
+    series = w * _exp_excess(2 * jnp.where(near, half_x, 0))
+    # Beyond |x| = 1: p - w (1 + x), two terms of one sign below x = -1 and at most a
+    # factor e / (e - 2) above their difference beyond x = 1.
+    finite = jnp.isfinite(half_x)
+    factor = jnp.where(finite, half_x, 0) + 0.5  # (1 + x) / 2
+    # Where w is below the smallest normal float, w (1 + x) is formed from its log: a
+    # teacher probability that underflows still counts against a huge log(w / p).
+    normal = w >= jnp.finfo(w.dtype).tiny
+    magnitude = jnp.log(jnp.abs(jnp.where(normal, 1, factor))) + math.log(2)
+    spread = jnp.where(normal, 2 * (w * factor),
+                       jnp.sign(factor) * jnp.exp(jnp.where(normal, 0, log_w) + magnitude))
+    apart = jnp.where(finite | jnp.isnan(half_x), p - spread, jnp.inf)
+    return jnp.where(live, jnp.where(near, series, apart), p)
+
+
 def _value_and_slope(
     logits: jax.Array, indices: jax.Array, log_probs: jax.Array, tail: Tail
 ) -> tuple[jax.Array, jax.Array]:
@@ -180,24 +246,47 @@ def _value_and_slope(
     peak = jnp.max(logits, axis=-1, keepdims=True)
     # z - m, with the limit of a row holding +inf: its mass split evenly over those entries.
     shifted = shifted_logits(logits, None, peak)
+    # The same limit without the shift, and the shift: z and m, each finite where z - m
+    # may not be (two logits near -+ the largest float).
+    limited = jnp.where(jnp.isposinf(peak), jnp.where(jnp.isposinf(logits), 0, -jnp.inf),
+                        logits)
+    shift = jnp.where(jnp.isfinite(peak), peak, 0)
     exponentials = jnp.exp(shifted)
     valid = (indices >= 0) & (indices < classes)
     # A gather outside [0, V) would wrap or clip; NaN makes the mistake visible under jit.
     picked = jnp.where(valid, jnp.take_along_axis(shifted, indices, axis=-1), jnp.nan)
+    half_picked = jnp.where(valid, jnp.take_along_axis(limited, indices, axis=-1) / 2
+                            - shift / 2, jnp.nan)
     row = jnp.arange(rows)[:, None]
-    log_mass = jax.nn.logsumexp(log_probs, axis=-1, keepdims=True)
     live = log_probs > -jnp.inf
     total = jnp.sum(exponentials, axis=-1, keepdims=True)
     # log S = log1p(R), R the mass below the peak summed without the peak's exp(0) = 1:
     # S - 1 would lose R once it is below the unit roundoff (see _fused's pass 2).
-    below = jnp.sum(jnp.where(shifted == 0, 0, exponentials), axis=-1, keepdims=True)
-    alone = (total < 1.5) & (below < 0.75)
-    excess = jnp.where(alone, below, total - 1)
-    log_total = jnp.where(total > 0, jnp.log1p(excess), 0)
-    # A lone peak holding over 2/3 of the mass is among the teacher's top k where a
-    # gathered z - m is 0; its slope p - q would cancel there (both near 1).
-    at_peak = alone & (picked == 0)
+    excess = peak_excess(total, lambda: jnp.sum(
+        jnp.where(shifted == 0, 0, exponentials), axis=-1, keepdims=True))
+    log_total = log_total_from_excess(excess)
+    half_log_p = half_picked - log_total / 2
+    # A lone peak holding over 2/3 of the mass (S < 3/2) is among the teacher's top k
+    # where a gathered z - m is 0; its slope p - q would cancel there (both near 1).
+    at_peak = (excess < 0.5) & (picked == 0)
     peak_in_top = jnp.any(at_peak, axis=-1, keepdims=True)
+    # The student's mass outside the top k, from the logits themselves and that tail's
+    # own peak (the k gathered places set to -inf by a scatter): its shares e_j / S_out
+    # tell apart logits that z - m would round to one value, and its log stays finite
+    # where S_out underflows, never log(S - S_I), which would cancel.
+    outside = limited.at[row, indices].set(-jnp.inf)
+    # Not held constant: the shares' tangents are then relative to that peak's, which
+    # keeps the tangent of a share that rounds to 1 (1 - share would round to 0).
+    outside_peak = jnp.max(outside, axis=-1, keepdims=True)
+    outside_peak = jnp.where(jnp.isfinite(outside_peak), outside_peak, 0)
+    outside_sum = jnp.sum(jnp.exp(outside - outside_peak), axis=-1, keepdims=True)
+    log_outside_sum = jnp.log(outside_sum)
+    half_log_outside = (outside_peak / 2 - shift / 2) + (log_outside_sum - log_total) / 2
+    outside_mass = jnp.exp(2 * half_log_outside)  # 1 - P_I
+    # e_j / S_out at the places outside the top k (0 in it).
+    tail_share = jnp.where(outside_sum > 0, jnp.exp(
+        outside - outside_peak - jnp.where(outside_sum > 0, log_outside_sum, 0)), 0)
+    probabilities = jnp.exp(shifted - log_total)
 
     def peak_slope(slope: jax.Array, others: jax.Array, mass: jax.Array) -> jax.Array:
         """At such a peak, ``p - q = (mass - q) - mass R / S`` with ``mass - q`` the
@@ -206,38 +295,48 @@ def _value_and_slope(
         return jnp.where(lone, others - mass * excess / (1 + excess), slope)
 
     if tail is Tail.RENORMALIZE:
+        log_mass = jax.nn.logsumexp(log_probs, axis=-1, keepdims=True)
         has_mass = log_mass > -jnp.inf
         log_q = log_probs - jnp.where(has_mass, log_mass, 0)
         q = jnp.where(live, jnp.exp(log_q), 0)
         mass = has_mass.astype(logits.dtype)
-        value = mass * log_total + jnp.sum(
-            jnp.where(live, q * (log_q - picked), 0), axis=-1, keepdims=True)
-        slope = (mass * jnp.exp(shifted - log_total)).at[row, indices].add(-q)
+        # sum_i q_i log(q_i / p_i) = sum_i q_i phi(log(p_i / q_i)) + (1 - P_I).
+        kl = jnp.sum(_kl_term(jnp.where(live, log_q, -jnp.inf), half_log_p), axis=-1,
+                     keepdims=True) + outside_mass
+        value = jnp.where(has_mass, kl, 0)
+        slope = (mass * probabilities).at[row, indices].add(-q)
         others = jnp.sum(jnp.where(at_peak, 0, q), axis=-1, keepdims=True)
         slope = peak_slope(slope, others, mass)
         return value[:, 0], _constant_at_infinity(peak, slope)
     a = jnp.where(live, jnp.exp(log_probs), 0)
-    # The student's mass outside the top k in log space, log S_out, from its own peak:
-    # S_out itself underflows where the top k hold all but e^-745 of the mass.
-    outside = shifted.at[row, indices].set(-jnp.inf)
-    outside_peak = lax.stop_gradient(jnp.max(outside, axis=-1, keepdims=True))
-    outside_peak = jnp.where(jnp.isfinite(outside_peak), outside_peak, 0)
-    outside_sum = jnp.sum(jnp.exp(outside - outside_peak), axis=-1, keepdims=True)
-    log_outside = outside_peak + jnp.log(outside_sum)
-    # The teacher's leftover mass 1 - A from log A without cancellation; 0 when the
-    # top k is every class (what remains is rounding), and never below 0.
-    rest = jnp.zeros_like(log_mass) if k == classes else jnp.maximum(-expm1(log_mass), 0)
-    tail_value = xlogy(rest, jnp.log(rest) - log_outside + log_total)
-    value = tail_value + jnp.sum(
-        jnp.where(live, a * (log_probs - picked + log_total), 0), axis=-1, keepdims=True)
-    # Outside the top k: p_j - (1 - A) e_j / S_out, each term from its log.
-    spread = jnp.where(rest > 0, rest * jnp.exp(outside - jnp.where(rest > 0, log_outside, 0)),
-                       0)
-    slope = jnp.exp(outside - log_total) - spread
-    slope = slope.at[row, indices].set(jnp.exp(picked - log_total) - a)
-    # With the bucket the teacher's masses sum to 1: 1 - a_peak = rest + the others'.
-    others = rest + jnp.sum(jnp.where(at_peak, 0, a), axis=-1, keepdims=True)
-    slope = peak_slope(slope, others, jnp.ones_like(others))
+    # The teacher's leftover mass 1 - A, as 1 - a_top less the other a_i: 1 - a_top from
+    # log a_top without cancellation, and a difference of the teacher's own numbers where
+    # the top k hold nearly all its mass (log A would have rounded it away).
+    top = is_top(log_probs, 1)
+    deficit = -expm1(jnp.max(log_probs, axis=-1, keepdims=True)) - jnp.sum(
+        jnp.where(top, 0, a), axis=-1, keepdims=True)
+    # 0 when the top k is every class (what remains is rounding), and never below 0.
+    rest = jnp.zeros_like(deficit) if k == classes else jnp.maximum(deficit, 0)
+    has_rest = rest > 0
+    log_rest = jnp.where(has_rest, jnp.log(jnp.where(has_rest, rest, 1)), -jnp.inf)
+    # Over the k + 1 categories, sum_i a_i phi(log(p_i / a_i)) + (1 - A) phi(log((1 - P_I)
+    # / (1 - A))). Without a tail, sum_i a_i log(a_i / p_i) = sum_i a_i phi(.) + A - P_I,
+    # and A - P_I = (A - 1) + (1 - P_I): the second _kl_term is 1 - P_I there.
+    kl = (jnp.sum(_kl_term(jnp.where(live, log_probs, -jnp.inf), half_log_p), axis=-1,
+                  keepdims=True) + _kl_term(log_rest, half_log_outside)
+          - jnp.where(has_rest, 0, deficit))
+    value = kl
+    # The gradient is M p_j - a_j in the top k and M p_j - (1 - A) e_j / S_out outside it,
+    # with M the mass of the k + 1 categories: 1 with a tail, A without one (the
+    # teacher's top k as given, its mass a rounding away from 1 or a little below).
+    mass = jnp.where(has_rest, 1, 1 - deficit)
+    slope = mass * probabilities - rest * tail_share
+    slope = slope.at[row, indices].set(mass * jnp.exp(picked - log_total) - a)
+    # M p - a = (M - a) - M (1 - p) at the peak, M - a = (1 - a) - (1 - M) with 1 - a
+    # from log a.
+    others = -expm1(jnp.sum(jnp.where(at_peak, log_probs, 0), axis=-1, keepdims=True)) - (
+        jnp.where(has_rest, 0, deficit))
+    slope = peak_slope(slope, others, mass)
     return value[:, 0], _constant_at_infinity(peak, slope)
 
 
