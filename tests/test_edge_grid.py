@@ -47,15 +47,18 @@ def _inputs(spec):
 
 @functools.cache
 def _compiled(name):
+    """The value and every derivative from one compilation (a jit each costs most of the
+    test's time)."""
     spec = softxent.get_loss(name)
     f = _row_fn(spec)
-    return {
-        "value": jax.jit(jax.vmap(f)),
-        "grad": jax.jit(jax.vmap(jax.grad(f))),
-        "jacfwd": jax.jit(jax.vmap(jax.jacfwd(f))),
-        "hessian": jax.jit(jax.vmap(jax.hessian(f))),
-        "grad_targets": jax.jit(jax.vmap(jax.grad(f, argnums=1))),
+    parts = {
+        "value": f,
+        "grad": jax.grad(f),
+        "jacfwd": jax.jacfwd(f),
+        "hessian": jax.hessian(f),
+        "grad_targets": jax.grad(f, argnums=1),
     }
+    return jax.jit(lambda x, t, m: {kind: jax.vmap(g)(x, t, m) for kind, g in parts.items()})
 
 
 def _representable(reference: np.ndarray, dtype) -> np.ndarray:
@@ -74,9 +77,9 @@ def test_no_nan_and_finite_derivatives(spec, dtype):
     if spec.targets == "logits":
         t = t.astype(dtype)
     m = jnp.asarray(m)
-    fns = _compiled(spec.name)
+    outputs = _compiled(spec.name)(x, t, m)
 
-    raw = fns["value"](x, t, m)
+    raw = outputs["value"]
     value = np.asarray(raw, dtype=np.float64)
     nan_rows = [labels[i] for i in np.flatnonzero(np.isnan(value))]
     assert not nan_rows, f"{spec.name} gives NaN at: {nan_rows[:5]}"
@@ -87,13 +90,14 @@ def test_no_nan_and_finite_derivatives(spec, dtype):
     wide = [jnp.asarray(a).astype(jnp.float64) for a in (x, t)]
     # The value is finite wherever the float64 value on the same inputs fits the dtype
     # (the float16 range ends at 65504, so a large finite loss may rightly overflow).
-    wide_value = np.asarray(fns["value"](*wide, m))
+    wide_outputs = _compiled(spec.name)(*wide, m)
+    wide_value = np.asarray(wide_outputs["value"])
     lost = _representable(wide_value, raw.dtype) & ~finite
     bad = [labels[i] for i in np.flatnonzero(lost)]
     assert not bad, f"{spec.name}: inf where the float64 value is finite: {bad[:5]}"
     for kind in ("grad", "jacfwd", "hessian", "grad_targets"):
-        d = np.asarray(fns[kind](x, t, m), dtype=np.float64).reshape(len(value), -1)
-        reference = np.asarray(fns[kind](*wide, m)).reshape(len(value), -1)
+        d = np.asarray(outputs[kind], dtype=np.float64).reshape(len(value), -1)
+        reference = np.asarray(wide_outputs[kind]).reshape(len(value), -1)
         nan = np.any(np.isnan(d), axis=1)
         bad = [labels[i] for i in np.flatnonzero(finite & nan)]
         assert not bad, f"{spec.name}: NaN {kind} where the value is finite: {bad[:5]}"
