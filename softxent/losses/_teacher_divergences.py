@@ -57,25 +57,23 @@ def _mixture_log_ratios(log_q: jax.Array, log_p: jax.Array, beta: jax.Array):
         log(Q / M) = -log1p(beta expm1(d)),   log(P / M) = -log1p((1 - beta) expm1(-d)).
 
     ``logaddexp(log beta + log P, log(1 - beta) + log Q)`` would round log M to the
-    precision of log beta, losing a ratio near 1 (where the divergence is small). Where
-    expm1 would overflow, the asymptotic forms ``-(d + log beta) - ...`` take over.
+    precision of log beta, losing a ratio near 1 (where the divergence is small).
     """
     live = (log_q > -jnp.inf) | (log_p > -jnp.inf)
     d = jnp.where(live, log_p - jnp.where(live, log_q, 0), 0)
     limit = 0.5 * jnp.log(jnp.finfo(d.dtype).max)
-    log_beta, log_rest = jnp.log(beta), jnp.log1p(-beta)
 
-    def ratio(x, weight, log_weight, log_other):
+    def ratio(x, weight):
         """-log((1 - weight) + weight e^x), the log-ratio to the mixture of the side
-        whose log-ratio to the other is -x."""
-        small = x < limit
-        near = -log1p(weight * expm1(jnp.where(small, x, 0)))
-        large_x = jnp.where(small, limit, x)
-        far = -(large_x + log_weight) - log1p(jnp.exp(log_other - log_weight - large_x))
-        return jnp.where(small, near, far)
+        whose log-ratio to the other is -x. Past the limit, e^x dwarfs 1 - weight (by
+        e^limit, far beyond the dtype's precision), so each unit of x beyond it adds
+        exactly -1."""
+        beyond = x > limit
+        excess = jnp.where(beyond, x, limit) - limit
+        return -log1p(weight * expm1(jnp.where(beyond, limit, x))) - excess
 
-    log_q_ratio = ratio(d, beta, log_beta, log_rest)
-    log_p_ratio = ratio(-d, 1 - beta, log_rest, log_beta)
+    log_q_ratio = ratio(d, beta)
+    log_p_ratio = ratio(-d, 1 - beta)
     return log_q_ratio, log_p_ratio, d
 
 
@@ -239,19 +237,19 @@ def _log_space_product(log_weight: jax.Array, x: jax.Array) -> jax.Array:
     """``exp(log_weight) * x``, 0 where the weight is 0.
 
     A weight below the smallest normal number is flushed to 0 on the CPU, yet times a
-    large finite ``x`` its product can be a normal number; those products are formed as
-    ``sign(x) exp(log_weight + log|x|)``. Elsewhere the plain product is kept: the log
-    form's relative error grows with ``|log|x||``. An infinite ``x`` (a teacher giving
-    no mass) counts only where the weight itself is a nonzero float, so a class the
-    student gives less than the smallest float does not make the loss infinite.
+    large finite ``x`` its product can be a normal number; those products are formed
+    with the weight scaled up by ``1 / tiny`` and the product scaled back down. An
+    infinite ``x`` (a teacher giving no mass) counts only where the weight itself is a
+    nonzero float, so a class the student gives less than the smallest float does not
+    make the loss infinite.
     """
-    weight = jnp.exp(log_weight)
+    tiny = jnp.finfo(log_weight.dtype).tiny
     live = (log_weight > -jnp.inf) & (x != 0)
-    tiny = live & jnp.isfinite(x) & (log_weight < jnp.log(jnp.finfo(log_weight.dtype).tiny))
-    magnitude = jnp.where(tiny, jnp.abs(x), 1)
-    scaled = jnp.sign(x) * jnp.exp(jnp.where(tiny, log_weight, 0) + jnp.log(magnitude))
-    plain = jnp.where(weight > 0, weight * x, 0)
-    return jnp.where(live, jnp.where(tiny, scaled, plain), 0)
+    below = live & jnp.isfinite(x) & (log_weight < jnp.log(tiny))
+    # exp(log_weight - log tiny) < 1 here, so the scaled weight never overflows.
+    scaled = jnp.exp(jnp.where(below, log_weight - jnp.log(tiny), log_weight))
+    product = jnp.where(below, scaled * x * tiny, jnp.where(scaled > 0, scaled * x, 0))
+    return jnp.where(live, product, 0)
 
 
 def _log_probabilities(student_logits: jax.Array, teacher_logits: jax.Array
