@@ -30,16 +30,6 @@ from ._export import Param
 BETA = Param("beta", 0.5, 0.0, 1.0, doc="the teacher's weight in the mixture M")
 
 
-def _weighted_log_ratio(weight: jax.Array, log_weight: jax.Array, log_other: jax.Array):
-    """``sum weight (log_weight - log_other)`` over the last axis, 0 where ``weight`` is 0."""
-    live = weight > 0
-    # Both logs are cut where the weight is 0: a -inf there, times the weight's zero
-    # cotangent, would turn the gradient into NaN.
-    ratio = jnp.where(live, log_weight, 0) - jnp.where(live, log_other, 0)
-    terms = jnp.where(live, weight * ratio, 0)
-    return jnp.sum(terms, axis=-1)
-
-
 def generalized_js_rows(
     student_logits: jax.Array, teacher_logits: jax.Array, beta: jax.Array
 ) -> jax.Array:
@@ -80,22 +70,24 @@ def _mixture_log_ratios(log_q: jax.Array, log_p: jax.Array, beta: jax.Array):
 @jax.custom_jvp
 def _generalized_js(student_logits: jax.Array, teacher_logits: jax.Array,
                     beta: jax.Array) -> jax.Array:
-    return _generalized_js_value(student_logits, teacher_logits, beta)
+    return _generalized_js_parts(student_logits, teacher_logits, beta)[0]
 
 
-def _generalized_js_value(student_logits, teacher_logits, beta):
+def _generalized_js_parts(student_logits, teacher_logits, beta):
+    """The value, and the log-probabilities and log-ratios its gradient reuses."""
     log_q, log_p = _log_probabilities(student_logits, teacher_logits)
     log_p = _below_largest(log_p, teacher_logits)
     inside = (beta > 0) & (beta < 1)
     safe_beta = jnp.where(inside, beta, 0.5)
-    log_q_ratio, log_p_ratio, _ = _mixture_log_ratios(log_q, log_p, safe_beta)
+    log_q_ratio, log_p_ratio, d = _mixture_log_ratios(log_q, log_p, safe_beta)
     mixed = (safe_beta * jnp.sum(_log_space_product(log_p, log_p_ratio), axis=-1)
              + (1 - safe_beta) * jnp.sum(_log_space_product(log_q, log_q_ratio), axis=-1))
     # The ends' KLs: infinite where one side has mass the other lacks (read only
     # where the weight is a nonzero float, as in _log_space_product).
     forward = jnp.sum(_log_space_product(log_p, _difference(log_p, log_q)), axis=-1)
     reverse = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
-    return jnp.where(beta == 0, forward, jnp.where(beta == 1, reverse, mixed))
+    value = jnp.where(beta == 0, forward, jnp.where(beta == 1, reverse, mixed))
+    return value, log_q, log_p, log_q_ratio, d, safe_beta, inside
 
 
 @_generalized_js.defjvp
@@ -112,12 +104,8 @@ def _generalized_js_jvp(primals, tangents):
     """
     student_logits, teacher_logits, beta = primals
     d_student = tangents[0]
-    value = _generalized_js_value(student_logits, teacher_logits, beta)
-    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
-    log_p = _below_largest(log_p, teacher_logits)
-    inside = (beta > 0) & (beta < 1)
-    safe_beta = jnp.where(inside, beta, 0.5)
-    log_q_ratio, _, d = _mixture_log_ratios(log_q, log_p, safe_beta)
+    value, log_q, log_p, log_q_ratio, d, safe_beta, inside = _generalized_js_parts(
+        student_logits, teacher_logits, beta)
 
     top = jnp.argmax(student_logits, axis=-1, keepdims=True)
     top_student = jnp.take_along_axis(student_logits, top, axis=-1)
@@ -171,9 +159,15 @@ def reverse_kl_rows(student_logits: jax.Array, teacher_logits: jax.Array) -> jax
 
 @jax.custom_jvp
 def _reverse_kl(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
+    return _reverse_kl_parts(student_logits, teacher_logits)[0]
+
+
+def _reverse_kl_parts(student_logits, teacher_logits):
+    """The value, and the log-probabilities its gradient reuses."""
     log_q, log_p = _log_probabilities(student_logits, teacher_logits)
     log_p = _below_largest(log_p, teacher_logits)
-    return jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    return value, log_q, log_p
 
 
 def _below_largest(logit_difference: jax.Array, teacher_logits: jax.Array) -> jax.Array:
@@ -189,9 +183,7 @@ def _below_largest(logit_difference: jax.Array, teacher_logits: jax.Array) -> ja
 @_reverse_kl.defjvp
 def _reverse_kl_jvp(primals, tangents):
     student_logits, teacher_logits = primals
-    log_q, log_p = _log_probabilities(student_logits, teacher_logits)
-    log_p = _below_largest(log_p, teacher_logits)
-    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    value, log_q, log_p = _reverse_kl_parts(student_logits, teacher_logits)
     gradient = _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
     return value, jnp.sum(gradient * tangents[0], axis=-1)
 
