@@ -247,7 +247,8 @@ def test_a_nan_logit_gives_nan_in_its_row_only(name):
 def _check_mean_step(fast, slow, logits, targets, grad_atol=1e-6):
     """``jit(value_and_grad(fast))`` against ``slow`` in float64 (the gradient within
     ``grad_atol`` of its largest entry); on the CPU the compiled step keeps less temp
-    memory than half a float32 N x V buffer."""
+    memory than 60 % of a float32 N x V buffer: the row loop's blocks of 2^18 entries,
+    about 1 MiB each, nine of them at this size (16 MB a buffer)."""
     step = jax.jit(jax.value_and_grad(fast)).lower(logits, targets).compile()
     value, grad = step(logits, targets)
     wide = (logits.astype(jnp.float64), targets.astype(jnp.float64))
@@ -258,7 +259,7 @@ def _check_mean_step(fast, slow, logits, targets, grad_atol=1e-6):
         np.asarray(grad, np.float64), want_grad, rtol=0, atol=grad_atol * scale
     )
     if jax.default_backend() == "cpu":
-        assert step.memory_analysis().temp_size_in_bytes < logits.size * 4 / 2
+        assert step.memory_analysis().temp_size_in_bytes < logits.size * 4 * 0.6
 
 
 @pytest.mark.parametrize(("name", "ref", "kw"), CASES)
@@ -376,3 +377,27 @@ def test_a_parameter_of_shape_n_by_1_is_one_value_per_row():
         ref_ce(z, q, label_smoothing=alpha),
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize("path", ["whole", "row-blocked"])
+def test_a_dominant_peaks_slope_is_the_others_target_mass(path, monkeypatch):
+    """At a peak holding nearly all the mass the slope is (Q - q_peak) - Q R / S; for
+    targets whose sum rounds, Q - q_peak formed as a difference is off by Q's rounding
+    (about 70 units of roundoff of the others' mass 0.0072 here), while summed without
+    the peak it is exact. Checked against mpmath at 50 digits."""
+    import mpmath
+
+    if path == "row-blocked":
+        monkeypatch.setattr(_fused, "BLOCKED_MIN_ENTRIES", 0)
+        jax.clear_caches()
+    z = jnp.array([[709.8181212, -710.3839759, -710.0504672]] * 2, jnp.float64)
+    q = jnp.array([[0.9928246628, 0.0, 0.007175337227]] * 2, jnp.float64)
+    for loss in (softxent.softmax_cross_entropy, softxent.kl_divergence):
+        grad = jax.grad(lambda z, loss=loss: jnp.sum(loss(z, q)))(z)[0]
+        with mpmath.workdps(50):
+            zs, qs = [mpmath.mpf(float(x)) for x in z[0]], [mpmath.mpf(float(x)) for x in q[0]]
+            peak = max(zs)
+            e = [mpmath.exp(x - peak) for x in zs]
+            exact = [float(sum(qs) * ej / sum(e) - qj) for ej, qj in zip(e, qs, strict=True)]
+        np.testing.assert_allclose(grad, exact, rtol=4 * np.finfo(np.float64).eps, atol=0)
+    jax.clear_caches()

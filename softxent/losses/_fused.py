@@ -47,8 +47,9 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
 
        d loss / dz_peak = (Q - q_peak) - Q R / S,
 
-   minus the others' mass, with no difference of nearly equal terms (for a
-   one-hot target at the peak ``Q - q_peak`` is exactly 0). Its derivative,
+   minus the others' mass, with no difference of nearly equal terms: ``Q - q_peak``
+   is the other classes' target mass, summed without the peak in pass 2 (as a
+   difference it would carry ``Q``'s rounding), and 0 for a one-hot target there. Its derivative,
    ``Q dR / S^2`` formed as ``Q (dR / S - R dR / S^2)``, loses at most a factor
    2 for ``R < 1``; beyond, ``Q p - q`` is kept, whose derivatives are those of
    ``p``. Distillation's ``Q`` is 1 and ``1 - q`` of a saturated teacher is its
@@ -119,6 +120,10 @@ Reference = Callable[[jax.Array, jax.Array, int, "jax.Array | None", jax.Array],
 # row-blocked statistics take over, each block holding about BLOCK_ENTRIES.
 BLOCKED_MIN_ENTRIES = 1 << 21
 BLOCK_ENTRIES = 1 << 18
+# (m - z) BIG >= 1 for every entry but the peak of a row whose peak holds over 2/3 of
+# its mass (there m - z >= log 2), so min(1, (m - z) BIG) drops the peak by arithmetic,
+# which XLA's CPU reductions take along where they would write out a select's input.
+_PEAK_DROP = 2.0**100
 
 
 class Kind(enum.Enum):
@@ -210,6 +215,10 @@ class _Normaliser(NamedTuple):
     exponentials: jax.Array  # exp(shifted)
     excess: jax.Array  # R = S - 1, summed without the peak's 1 (pass 2)
     halves: jax.Array | None  # exp(shifted / 2), where asked for
+    # The targets' mass off the peak, where asked for: ``Q - q_peak`` without ``Q``'s
+    # rounding (a relative u / (1 - q_peak) of it), where R < 1/2; NaN elsewhere, where
+    # pass 4 forms Q - q_peak.
+    rest: jax.Array | None = None
 
 
 def _shifted(
@@ -285,8 +294,10 @@ def _normaliser(
     blocked: bool = False,
     halves: bool = False,
     capped: _Capped | None = None,
+    targets: jax.Array | None = None,
 ) -> _Normaliser:
-    """``capped``: the soft-capped ``logits`` seen from their raw values (``_capped_peak``)."""
+    """``capped``: the soft-capped ``logits`` seen from their raw values (``_capped_peak``).
+    ``targets``: also sum them without the peak entry where ``R`` is (``rest``)."""
     masked = logits if keep is None else jnp.where(keep, logits, -jnp.inf)
     peak = jnp.max(masked, axis=axis, keepdims=True)
     shifted, at_peak = _shifted(logits, keep, peak, scale, capped)
@@ -294,17 +305,27 @@ def _normaliser(
     exponentials = half * half if halves else jnp.exp(shifted)
     total = jnp.sum(exponentials, axis=axis, keepdims=True)
 
+    def off_peak(values: jax.Array, where_peak: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.where(where_peak, 0, values), axis=axis, keepdims=True)
+
     def below() -> jax.Array:
         if not blocked:
-            return jnp.sum(jnp.where(at_peak, 0, exponentials), axis=axis, keepdims=True)
+            return off_peak(exponentials, at_peak)
         # Formed anew from the block's inputs inside the branch, so that no block of
         # exponentials is kept for it.
         again, again_at_peak = _shifted(logits, keep, peak, scale, capped)
         again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
-        return jnp.sum(jnp.where(again_at_peak, 0, again), axis=axis, keepdims=True)
+        return off_peak(again, again_at_peak)
 
     excess = peak_excess(total, below, blocked)
-    return _Normaliser(peak, at_peak, shifted, exponentials, excess, half)
+    rest = None
+    if targets is not None:
+        # Summed beside Q from the same read; kept where R < 1/2, where every entry but
+        # the peak has z - m <= -log 2 and min(1, (m - z) BIG) drops the peak alone.
+        drop = jnp.minimum(1, -shifted * _PEAK_DROP)
+        rest = jnp.sum(targets * drop, axis=axis, keepdims=True)
+        rest = jnp.where((total < 1.5) & (total > 0), rest, jnp.nan)
+    return _Normaliser(peak, at_peak, shifted, exponentials, excess, half, rest)
 
 
 def _total(excess: jax.Array) -> jax.Array:
@@ -371,7 +392,7 @@ def _read_targets(
         log_targets = None if teacher is not None else jnp.log(jnp.where(live, targets, 1))
         return _Read(logits, None, targets, log_targets, None, None, ())
     if teacher is None:
-        t_peak, t_at_peak, t_shifted, t_exponentials, t_excess, t_halves = _normaliser(
+        t_peak, t_at_peak, t_shifted, t_exponentials, t_excess, t_halves, _ = _normaliser(
             targets, keep, axis, parameter, setting.blocked, halves=True
         )
         t_log_total = log_total_from_excess(t_excess)
@@ -392,7 +413,9 @@ def _read_targets(
 
 
 class _RowParts(NamedTuple):
-    statistics: tuple[jax.Array, ...]  # per row: peak, R, Q, W [, the teacher's peak, R]
+    # per row: peak, R, Q, W, then the others' mass (soft targets) or the teacher's peak
+    # and R (distillation)
+    statistics: tuple[jax.Array, ...]
     exponentials: jax.Array  # exp(z - m) of the (scaled, limited) logits
     at_peak: jax.Array  # z == m
     targets: jax.Array  # as the loss weighs them
@@ -404,9 +427,11 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
     over the live targets, then the teacher's statistics for distillation; besides
     them, the full-size arrays they were summed from, for a caller that keeps them."""
     read = _read(logits, targets, setting)
-    peak, at_peak, term, exponentials, excess, _ = _normaliser(
+    soft = setting.kind is Kind.CROSS_ENTROPY or setting.kind is Kind.KL
+    peak, at_peak, term, exponentials, excess, _, rest = _normaliser(
         read.logits, setting.keep, setting.axis, read.scale, setting.blocked,
         capped=_capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap),
+        targets=read.targets if soft else None,
     )
     if setting.kind is Kind.INTEGER_LABELS:
         mass, weighted = _integer_sums(read.logits, targets, setting, peak, term,
@@ -422,7 +447,10 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
         live, products = read.roots != 0, (read.roots * term) * read.roots
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
     weighted = jnp.sum(jnp.where(live, products, 0), axis=setting.axis, keepdims=True)
-    statistics = (peak, excess, mass, weighted, *read.teacher)
+    if setting.kind is Kind.DISTILLATION:
+        statistics = (peak, excess, mass, weighted, *read.teacher)
+    else:
+        statistics = (peak, excess, mass, weighted, rest)
     return _RowParts(statistics, exponentials, at_peak, read.targets, read.complements)
 
 
@@ -580,12 +608,20 @@ def _kept_exponentials(
 ) -> tuple[jax.Array, jax.Array]:
     dtype = setting.dtype
     parts = _row_statistics(logits.astype(dtype), _cast(targets, dtype), setting)
-    peak, excess, mass, weighted, *_ = parts.statistics
+    peak, excess, mass, weighted, *extra = parts.statistics
     probabilities = parts.exponentials / _total(excess)
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, parts.at_peak, parts.targets,
         parts.complements, setting.axis, setting.regularisers.z_loss, _scale(setting),
+        _rest(extra, setting),
     )
+
+
+def _rest(extra: list[jax.Array], setting: _Setting) -> jax.Array | None:
+    """Soft targets' mass off the peak (``_Normaliser.rest``), from the statistics."""
+    if setting.kind is Kind.DISTILLATION or setting.kind is Kind.INTEGER_LABELS:
+        return None
+    return extra[0]
 
 
 def _scale(setting: _Setting) -> jax.Array | None:
@@ -596,15 +632,16 @@ def _scale(setting: _Setting) -> jax.Array | None:
 def _formed_again(
     logits: jax.Array, targets: jax.Array, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
-    peak, excess, mass, weighted, *teacher = _statistics(logits, targets, setting)
+    peak, excess, mass, weighted, *extra = _statistics(logits, targets, setting)
     dtype = setting.dtype
-    read = _read(logits.astype(dtype), _cast(targets, dtype), setting, tuple(teacher))
+    teacher = tuple(extra) if setting.kind is Kind.DISTILLATION else ()
+    read = _read(logits.astype(dtype), _cast(targets, dtype), setting, teacher)
     capped = _capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap)
     shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, capped)
     probabilities = jnp.exp(shifted - log_total_from_excess(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
-        setting.axis, setting.regularisers.z_loss, read.scale,
+        setting.axis, setting.regularisers.z_loss, read.scale, _rest(extra, setting),
     )
 
 
@@ -620,6 +657,7 @@ def _value_and_slope_from(
     axis: int,
     z_loss: float = 0.0,
     scale: jax.Array | None = None,
+    rest: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Passes 3 and 4: ``Q log1p(R) - W`` and ``Q p - q`` (``(Q - q) - Q R / S`` at the
     peak), plus the z-loss's ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p``
@@ -627,12 +665,16 @@ def _value_and_slope_from(
     a row with no finite normaliser).
 
     ``complements`` is ``Q - q`` where the targets come from logits (distillation:
-    ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``)."""
+    ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``); ``rest``, per row,
+    is soft targets' ``Q - q_peak`` summed without the peak (``_Normaliser.rest``, NaN
+    where it was not); elsewhere ``Q - q`` is formed."""
     log_total = log_total_from_excess(excess)
     value = mass * log_total - weighted
     others = mass * (excess / _total(excess))
     if complements is None:
         complements = mass - targets
+        if rest is not None:
+            complements = jnp.where(jnp.isnan(rest), complements, rest)
     dominant = at_peak & (excess < 1)  # p > 1/2 at the peak
     slope = jnp.where(dominant, complements - others, mass * probabilities - targets)
     # A row with +inf logits is constant in them.
