@@ -132,6 +132,74 @@ def test_the_fused_passes_equal_the_one_hot_formula(path, monkeypatch):
     jax.clear_caches()
 
 
+@pytest.mark.parametrize("rows", ["ordinary", "dominant peaks and ties", "an infinite logit"])
+def test_the_cpu_hard_label_pass_equals_the_general_passes(rows, monkeypatch):
+    """The CPU's own integer-label program (``_hard_labels_on_cpu``, from 2^21 entries;
+    here at any size) against the general passes (row-blocked) and the one-hot formula:
+    smoothing, class and example weights, an ignored row, the z-loss and two leading axes;
+    rows whose peak holds nearly all the mass (its second sum of R taken), tied peaks, and a
+    +inf logit (the row statistics recomputed by the general passes)."""
+    rng = np.random.default_rng(3)
+    z = jnp.asarray(rng.normal(size=(2, 3, 9)) * 3)
+    y = jnp.asarray([[0, 8, -1], [4, 4, 2]])
+    if rows == "dominant peaks and ties":
+        z = z.at[0, 0, 0].set(60.0).at[1, 0, 4].set(45.0).at[1, 1, 2].set(30.0)
+        z = z.at[0, 1, :].set(1.5)
+    elif rows == "an infinite logit":
+        z = z.at[1, 2, 5].set(jnp.inf)
+    options = {
+        # without smoothing a peak's loss and gradient are its others' mass, R / S
+        "label_smoothing": 0.0 if rows == "dominant peaks and ties" else 0.2,
+        "ignore_index": -1,
+        "class_weights": jnp.asarray(rng.uniform(0.5, 2, 9)),
+        "example_weights": jnp.asarray(rng.uniform(0.5, 2, (2, 3))),
+    }
+    loss = softxent.softmax_cross_entropy_with_integer_labels
+
+    def value_and_grad(z_loss):
+        def total(z):
+            return jnp.sum(loss(z, y, z_loss=z_loss, **options))
+        return loss(z, y, z_loss=z_loss, **options), jax.grad(total)(z)
+
+    monkeypatch.setattr(_fused, "BLOCKED_MIN_ENTRIES", 0)  # the CPU's program at any size
+    taken = []
+    hard = _fused._hard_labels_on_cpu
+    monkeypatch.setattr(_fused, "_hard_labels_on_cpu",
+                        lambda *a: taken.append(True) or hard(*a))
+    jax.clear_caches()
+    results = {z_loss: value_and_grad(z_loss) for z_loss in (0.0, 1e-3)}
+    assert taken  # the CPU's own program was traced
+    monkeypatch.setattr(_fused, "_takes_the_hard_label_pass", lambda *a: False)
+    jax.clear_caches()
+    for z_loss, (value, grad) in results.items():
+        want_value, want_grad = value_and_grad(z_loss)
+        np.testing.assert_allclose(value, want_value, rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+    if rows != "an infinite logit":
+        flat = _reference(z.reshape(6, 9), y.reshape(6), **{
+            **options, "example_weights": options["example_weights"].reshape(6)})
+        # log_softmax rounds a dominant peak's loss R / S (1e-19 here) to 0
+        np.testing.assert_allclose(results[0.0][0].reshape(6), flat, rtol=1e-12, atol=1e-15)
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["whole rows", "a class masked"])
+def test_two_leading_axes_at_the_row_blocked_size_equal_the_flattened_rows(masked):
+    """[batch, sequence, V] logits from 2^21 entries, where the CPU reads blocks of rows:
+    class weights (read whole by every block) took the three axes into each block's
+    statistics, whose shape then failed."""
+    rng = np.random.default_rng(4)
+    z = jnp.asarray(rng.normal(size=(2, 1100, 1000)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 999, (2, 1100)))
+    options = {"label_smoothing": 0.1, "class_weights": jnp.linspace(0.5, 2, 1000)}
+    if masked:
+        options["where"] = jnp.ones((1, 1, 1000), bool).at[..., 999].set(False)
+    loss = softxent.softmax_cross_entropy_with_integer_labels
+    flat = {**options, "where": options["where"][0]} if masked else options
+    np.testing.assert_allclose(loss(z, y, **options).reshape(-1),
+                               loss(z.reshape(2200, 1000), y.reshape(2200), **flat), rtol=1e-6)
+
+
 def test_a_mean_step_keeps_no_full_size_temporary():
     """From 2^21 entries the CPU reads the logits a block of rows at a time and compares
     each block with the labels: the compiled step keeps no N x V temporary (a float32

@@ -88,6 +88,8 @@ the elementwise work into the reductions and take the whole array at once.
 bfloat16 inputs are cast to float32 where they are read (per block, and in the
 gradient's pass), never copied whole beforehand; distillation's teacher
 probabilities are likewise formed where they are read, never as an N x V array.
+Integer labels on the CPU take a layout of their own, built around the library
+kernels XLA runs plain reductions with (``_hard_labels_on_cpu``).
 ``tests/test_fast_paths.py`` holds these passes and the references to each other.
 """
 
@@ -550,6 +552,12 @@ def _cast(targets: object, dtype: jnp.dtype) -> object:
     return targets.astype(dtype)
 
 
+def _as_rows(x: jax.Array, blocked: bool) -> jax.Array:
+    """A target array read whole by every block (class weights, size 1 on the leading
+    axes), shaped for the blocks' ``[rows, V]`` when ``blocked``."""
+    return x.reshape(1, x.shape[-1]) if blocked and x.ndim > 2 else x
+
+
 def _statistics(
     logits: jax.Array, targets: object, setting: _Setting
 ) -> tuple[jax.Array, ...]:
@@ -564,9 +572,10 @@ def _statistics(
         z: jax.Array, *rest: jax.Array, axis: int = setting.axis, blocked: bool = False
     ) -> tuple:
         blocks = iter(rest)
-        t = structure.unflatten(
-            [next(blocks) if f else x for x, f in zip(leaves, follows, strict=True)]
-        )
+        t = structure.unflatten([
+            next(blocks) if f else _as_rows(x, blocked)
+            for x, f in zip(leaves, follows, strict=True)
+        ])
         kept = list(blocks)
         z, t = z.astype(setting.dtype), _cast(t, setting.dtype)  # per block: no full-size copy
         local = setting._replace(keep=kept[0] if kept else None, axis=axis, blocked=blocked)
@@ -592,6 +601,17 @@ def _value_and_slope(
     """Passes 1-4: the loss per row and its gradient in the (scaled) logits, computed in
     the compute dtype whatever the dtypes of ``logits`` and ``targets``. For
     distillation the loss is KL at temperature ``T`` (without the ``T**2``)."""
+    if _takes_the_hard_label_pass(logits, setting):
+        return lax.platform_dependent(
+            cpu=lambda: _hard_labels_on_cpu(logits, targets, setting),
+            default=lambda: _general_value_and_slope(logits, targets, setting),
+        )
+    return _general_value_and_slope(logits, targets, setting)
+
+
+def _general_value_and_slope(
+    logits: jax.Array, targets: jax.Array, setting: _Setting
+) -> tuple[jax.Array, jax.Array]:
     if logits.size >= BLOCKED_MIN_ENTRIES:
         return _formed_again(logits, targets, setting)
     # A cache-resident array on the CPU: the time goes to the exponentials, not
@@ -686,6 +706,123 @@ def _value_and_slope_from(
         value = value + _z_loss_term(z_loss, mass, log_z)
         slope = slope + 2 * z_loss * (mass * log_z) * probabilities
     return jnp.squeeze(value, axis), slope
+
+
+def _takes_the_hard_label_pass(logits: jax.Array, setting: _Setting) -> bool:
+    """Integer labels on every class of a row, uncapped, in the compute dtype, class axis
+    last, from ``BLOCKED_MIN_ENTRIES`` entries (see ``_hard_labels_on_cpu``; below, the
+    whole-array passes that keep their exponentials are faster)."""
+    return (setting.kind is Kind.INTEGER_LABELS and setting.keep is None
+            and setting.regularisers.soft_cap is None
+            and logits.size >= BLOCKED_MIN_ENTRIES
+            and logits.dtype == setting.dtype and setting.axis == logits.ndim - 1)
+
+
+
+
+def _hard_labels_on_cpu(
+    logits: jax.Array, targets: IntegerTargets, setting: _Setting
+) -> tuple[jax.Array, jax.Array]:
+    """Passes 2-4 for integer labels on the CPU, laid out for XLA's CPU backend.
+
+    Its row reductions run as library kernels (YNNPACK) that take the elementwise work
+    feeding them along (``sum(exp(z - m))`` reads only ``z``), but a select or a
+    comparison inside a reduction makes XLA write its input out as an N x V array
+    first. So here:
+
+    1. ``m = max z``, ``S = sum exp(z - m)`` and ``sum_c spread w_c (z_c - m)`` (the
+       smoothing's part of ``W``, only if some row is smoothed), each a kernel reading
+       ``z``. Each takes its own copy of ``m`` from behind an optimisation barrier, so
+       that XLA does not form ``z - m`` once for all of them as an array.
+    2. Only if some row holds over 2/3 of its mass at the peak (``S < 3/2``): ``R``
+       summed again without the peak, as ``exp(z - m) min(1, (m - z) BIG)``
+       (``peak_excess``'s second sum, by arithmetic).
+    3. The gradient in one elementwise pass: ``Q p - spread w`` (at a peak holding over
+       half the mass, ``(Q - spread w) - Q R / S``), and at the label the row's own
+       ``Q p_y - q_y`` (there ``(Q - q_y) - Q R / S``), computed once per row and
+       selected by comparing the label with a row of class indices (an iota's column
+       index costs a division per entry). A scatter of the label entries would be
+       cheaper, but XLA then keeps the gradient apart from the logits' buffer, one more
+       N x V array where the logits are themselves a temporary (``h @ W``).
+
+    If a row's statistics are not finite where these sums cannot hold the limits (an
+    infinite peak, a NaN, ``0 * inf`` from a zero class weight at a -inf logit), the
+    general pass 2 (``_statistics``) recomputes them all: only row statistics come out of
+    that branch, so the gradient's pass may still write into the logits' buffer.
+    """
+    labels, hot, spread, weights = _cast(targets, setting.dtype)
+    z = logits
+    classes = z.shape[-1]
+    peak = jnp.max(z, axis=-1, keepdims=True)
+    for_total, for_spread, for_below = lax.optimization_barrier((peak, peak * 1, peak + 0))
+    total = jnp.sum(jnp.exp(z - for_total), axis=-1, keepdims=True)
+    dominant = (total < 1.5) & (total > 0)
+
+    def below() -> jax.Array:
+        drop = jnp.minimum(1, (for_below - z) * _PEAK_DROP)
+        return jnp.sum(jnp.exp(z - for_below) * drop, axis=-1, keepdims=True)
+
+    def spread_sum() -> jax.Array:
+        # Each term weighted before the sum: sum_c w_c (z_c - m) alone may overflow where
+        # spread times it does not.
+        return jnp.sum((spread * weights) * (z - for_spread), axis=-1, keepdims=True)
+
+    again = lax.cond(jnp.any(dominant), below, lambda: total - 1)
+    smoothed = lax.cond(jnp.any(spread != 0), spread_sum, lambda: jnp.zeros_like(total))
+    index = jnp.clip(labels, 0, classes - 1)
+    at_index = jnp.take_along_axis(z, index, axis=-1)
+    picked = at_index - peak
+    mass = hot + spread * jnp.sum(weights, axis=-1, keepdims=True)
+
+    def fast() -> tuple[jax.Array, ...]:
+        excess = jnp.where(dominant & (again < 0.75), again, total - 1)
+        weighted = (jnp.where(hot != 0, hot * picked, 0)
+                    + jnp.where(spread != 0, smoothed, 0))
+        return peak, excess, mass, weighted
+
+    fine = jnp.isfinite(peak) & ~jnp.isnan(total) & ~jnp.isnan(again)
+    fine = fine & ((spread == 0) | ~jnp.isnan(smoothed))
+    peak, excess, mass, weighted = lax.cond(
+        jnp.all(fine), fast, lambda: _statistics(logits, targets, setting)[:4])
+
+    log_total = log_total_from_excess(excess)
+    value = mass * log_total - weighted
+    coefficient = mass  # of p in the slope: Q, plus the z-loss's 2 lambda Q log Z
+    if setting.regularisers.z_loss:
+        log_z = peak + log_total
+        log_z = jnp.where(jnp.isfinite(log_z), log_z, 0)
+        value = value + _z_loss_term(setting.regularisers.z_loss, mass, log_z)
+        coefficient = mass + 2 * setting.regularisers.z_loss * (mass * log_z)
+    s = _total(excess)
+    others = mass * (excess / s)
+    extra = (coefficient - mass) / s  # the z-loss's part at the peak, where p = 1 / S
+    held = excess < 1  # a peak holding over half the mass has no tie
+    infinite = jnp.isposinf(peak)  # such a row is constant in its logits
+    label_weight = (weights if weights.shape[-1] == 1
+                    else jnp.take_along_axis(jnp.broadcast_to(weights, z.shape), index, -1))
+    at_label = hot + spread * label_weight
+    label_shifted = shifted_logits(at_index, None, peak)
+    label_slope = jnp.where(
+        held & (label_shifted == 0),
+        (mass - at_label) - others + extra,
+        coefficient * jnp.exp(label_shifted - log_total) - at_label,
+    )
+    label_slope = jnp.where(infinite, 0, label_slope)
+    # The label entries are read before the gradient's pass, which may then write into
+    # the logits' buffer (the caller's, when it is a temporary such as h @ W).
+    shifted = shifted_logits(z, None, peak)
+    spread_weights = spread * weights
+    dense = jnp.where(
+        held & (shifted == 0),
+        (mass - spread_weights) - others + extra,
+        coefficient * jnp.exp(shifted - log_total) - spread_weights,
+    )
+    dense = jnp.where(infinite, 0, dense)
+    # The label's column as a row of the class indices: compared with an iota, XLA
+    # forms every entry's column index by a division.
+    columns = lax.optimization_barrier(jnp.arange(classes, dtype=index.dtype))
+    slope = jnp.where(columns == index, label_slope, dense)
+    return jnp.squeeze(value, -1), slope
 
 
 def _z_loss_term(z_loss: float, mass: jax.Array, log_z: jax.Array) -> jax.Array:
