@@ -185,9 +185,9 @@ def test_the_cpu_hard_label_pass_equals_the_general_passes(rows, monkeypatch):
 
 @pytest.mark.parametrize("masked", [False, True], ids=["whole rows", "a class masked"])
 def test_two_leading_axes_at_the_row_blocked_size_equal_the_flattened_rows(masked):
-    """[batch, sequence, V] logits from 2^21 entries, where the CPU reads blocks of rows:
-    class weights (read whole by every block) took the three axes into each block's
-    statistics, whose shape then failed."""
+    """[batch, sequence, V] logits from 2^21 entries: unmasked, the CPU's integer-label
+    program; masked, the row-blocked passes, where the class weights (read whole by every
+    block) took the three axes into each block's statistics, whose shape then failed."""
     rng = np.random.default_rng(4)
     z = jnp.asarray(rng.normal(size=(2, 1100, 1000)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 999, (2, 1100)))

@@ -49,8 +49,8 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
 
    minus the others' mass, with no difference of nearly equal terms: ``Q - q_peak``
    is the other classes' target mass, summed without the peak in pass 2 (as a
-   difference it would carry ``Q``'s rounding), and 0 for a one-hot target there. Its derivative,
-   ``Q dR / S^2`` formed as ``Q (dR / S - R dR / S^2)``, loses at most a factor
+   difference it would carry ``Q``'s rounding), and 0 for a one-hot target there.
+   Its derivative, ``Q dR / S^2`` formed as ``Q (dR / S - R dR / S^2)``, loses at most a factor
    2 for ``R < 1``; beyond, ``Q p - q`` is kept, whose derivatives are those of
    ``p``. Distillation's ``Q`` is 1 and ``1 - q`` of a saturated teacher is its
    own ``R_t / S_t``. Its logits are ``s / T``, so its gradient in ``s`` is
@@ -718,8 +718,6 @@ def _takes_the_hard_label_pass(logits: jax.Array, setting: _Setting) -> bool:
             and logits.dtype == setting.dtype and setting.axis == logits.ndim - 1)
 
 
-
-
 def _hard_labels_on_cpu(
     logits: jax.Array, targets: IntegerTargets, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
@@ -785,44 +783,24 @@ def _hard_labels_on_cpu(
     peak, excess, mass, weighted = lax.cond(
         jnp.all(fine), fast, lambda: _statistics(logits, targets, setting)[:4])
 
+    # Passes 3 and 4 as for every kind: the label's entry per row, then the others with
+    # the smoothing's share alone as their target.
     log_total = log_total_from_excess(excess)
-    value = mass * log_total - weighted
-    coefficient = mass  # of p in the slope: Q, plus the z-loss's 2 lambda Q log Z
-    if setting.regularisers.z_loss:
-        log_z = peak + log_total
-        log_z = jnp.where(jnp.isfinite(log_z), log_z, 0)
-        value = value + _z_loss_term(setting.regularisers.z_loss, mass, log_z)
-        coefficient = mass + 2 * setting.regularisers.z_loss * (mass * log_z)
-    s = _total(excess)
-    others = mass * (excess / s)
-    extra = (coefficient - mass) / s  # the z-loss's part at the peak, where p = 1 / S
-    held = excess < 1  # a peak holding over half the mass has no tie
-    infinite = jnp.isposinf(peak)  # such a row is constant in its logits
+    z_loss = setting.regularisers.z_loss
     label_weight = (weights if weights.shape[-1] == 1
                     else jnp.take_along_axis(jnp.broadcast_to(weights, z.shape), index, -1))
-    at_label = hot + spread * label_weight
     label_shifted = shifted_logits(at_index, None, peak)
-    label_slope = jnp.where(
-        held & (label_shifted == 0),
-        (mass - at_label) - others + extra,
-        coefficient * jnp.exp(label_shifted - log_total) - at_label,
-    )
-    label_slope = jnp.where(infinite, 0, label_slope)
-    # The label entries are read before the gradient's pass, which may then write into
-    # the logits' buffer (the caller's, when it is a temporary such as h @ W).
+    value, label_slope = _value_and_slope_from(
+        peak, excess, mass, weighted, jnp.exp(label_shifted - log_total), label_shifted == 0,
+        hot + spread * label_weight, None, -1, z_loss)
     shifted = shifted_logits(z, None, peak)
-    spread_weights = spread * weights
-    dense = jnp.where(
-        held & (shifted == 0),
-        (mass - spread_weights) - others + extra,
-        coefficient * jnp.exp(shifted - log_total) - spread_weights,
-    )
-    dense = jnp.where(infinite, 0, dense)
+    _, slope = _value_and_slope_from(
+        peak, excess, mass, weighted, jnp.exp(shifted - log_total), shifted == 0,
+        spread * weights, None, -1, z_loss)
     # The label's column as a row of the class indices: compared with an iota, XLA
     # forms every entry's column index by a division.
     columns = lax.optimization_barrier(jnp.arange(classes, dtype=index.dtype))
-    slope = jnp.where(columns == index, label_slope, dense)
-    return jnp.squeeze(value, -1), slope
+    return value, jnp.where(columns == index, label_slope, slope)
 
 
 def _z_loss_term(z_loss: float, mass: jax.Array, log_z: jax.Array) -> jax.Array:
