@@ -295,29 +295,36 @@ def _reverse_kl_distillation_reference(s, t, temperature):
         return float(temperature**2 * kl), np.array([float(g) for g in gradient])
 
 
-@pytest.mark.parametrize("dtype, student, teacher, slack", [
+@pytest.mark.parametrize("dtype, student, teacher, temperature, slack", [
     # The teacher's logits 1e8 apart: its rounded log-probabilities lose the
     # differences the gradient needs.
     (jnp.float32, [5.071931839, -88.80292511, -1.594920754],
-     [88.65892792, 159077104.0, -1.530059695], 1),
+     [88.65892792, 159077104.0, -1.530059695], 2.0, 1),
     (jnp.float64, [-7.663572096e+275, -2.746838529, 0.6274509479],
-     [3.710013776e+244, 850.3670068, 2.436448523], 1),
+     [3.710013776e+244, 850.3670068, 2.436448523], 2.0, 1),
     # A student weight below the smallest normal float times a huge teacher log-ratio;
     # exp of a log-weight near log(tiny) carries that log's rounding, ~700 units.
     (jnp.float32, [-88.72963715, -88.65701294, 88.71850586],
-     [-103201407000.0, -3.011394564e+31, -192491.7031], 1000),
+     [-103201407000.0, -3.011394564e+31, -192491.7031], 2.0, 1000),
     (jnp.float64, [-710.0660183, 709.2009259, -709.1792965],
-     [2.652367576e+178, 8.988465674e+307, -8.988465674e+307], 1000),
+     [2.652367576e+178, 8.988465674e+307, -8.988465674e+307], 2.0, 1000),
+    # At T = 1/2 the teacher's logits span more than the largest float: its log-ratio
+    # from the student's top class overflows where its half does not.
+    (jnp.float32, [-4.989601612, -2.429546833, -4.394251823],
+     [-1682.779541, -1.701411733e+38, 7.487155751e+32], 0.5, 1),
 ], ids=["float32-far-teacher", "float64-far-teacher", "float32-subnormal-weight",
-        "float64-subnormal-weight"])
-def test_reverse_kl_distillation_keeps_far_apart_teacher_logits(dtype, student, teacher, slack):
+        "float64-subnormal-weight", "float32-teacher-wider-than-the-range"])
+def test_reverse_kl_distillation_keeps_far_apart_teacher_logits(dtype, student, teacher,
+                                                                temperature, slack):
     """Value and gradient within 64 units of roundoff (normwise; times ``slack`` where
     the inputs' own rounding allows more) of the exact ones where the teacher's logits
     are far apart or the student's weights underflow."""
     s, t = jnp.asarray([student], dtype), jnp.asarray([teacher], dtype)
     value, gradient = jax.value_and_grad(
-        lambda s: softxent.chunked_reverse_kl_distillation_loss(s, t, reduction="sum"))(s)
-    exact_value, exact_gradient = _reverse_kl_distillation_reference(student, teacher, 2.0)
+        lambda s: softxent.chunked_reverse_kl_distillation_loss(
+            s, t, temperature=temperature, reduction="sum"))(s)
+    exact_value, exact_gradient = _reverse_kl_distillation_reference(student, teacher,
+                                                                     temperature)
     tolerance = slack * 64 * jnp.finfo(dtype).eps
     assert abs(float(value) - exact_value) <= tolerance * abs(exact_value)
     error = np.max(np.abs(np.asarray(gradient[0], np.float64) - exact_gradient))
@@ -366,6 +373,35 @@ def test_generalized_js_keeps_ratios_near_one_and_far_teachers(dtype, student, t
     assert abs(float(value) - exact_value) <= tolerance * max(abs(exact_value), 1e-30)
     error = np.max(np.abs(np.asarray(gradient[0], np.float64) - exact_gradient))
     assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_teacher_divergences_near_the_teacher_keep_their_digits(beta):
+    """A student 1/64 from its teacher in each logit (multiples of 1/64, so every shifted
+    logit and difference is exact): generalized JSD about 1e-5, where the difference
+    of two log-softmaxes would carry their normalisers' rounding, of the entropy's size
+    (about 1e4 units of roundoff lost at beta = 0 and 1). Reverse-KL distillation at
+    T = 1 is the beta = 1 divergence. Within 1500 units of the exact value in float64,
+    what the cancellation of ``sum q d`` with ``log(S_t / S_s)`` leaves."""
+    rng = np.random.default_rng(0)
+    s = rng.integers(-32, 33, size=(6, 16)) / 8.0
+    t = s + rng.choice([-1, 0, 1], size=s.shape) / 64.0
+    forms = [softxent.chunked_generalized_js_divergence(
+        jnp.asarray(s), jnp.asarray(t), beta=beta, chunk_size=4)]
+    if beta == 1.0:
+        forms.append(softxent.chunked_reverse_kl_distillation_loss(
+            jnp.asarray(s), jnp.asarray(t), temperature=1.0, chunk_size=4))
+    for row in range(len(s)):
+        # beta = 0 and 1 are the KLs the formula approaches after dividing by its weight.
+        if beta == 0.0:
+            exact = _reverse_kl_distillation_reference(t[row], s[row], 1.0)[0]
+        elif beta == 1.0:
+            exact = _reverse_kl_distillation_reference(s[row], t[row], 1.0)[0]
+        else:
+            exact = _generalized_js_reference(s[row], t[row], beta)[0]
+        for got in forms:
+            error = abs(float(got[row]) - exact) / exact / (np.finfo(np.float64).eps / 2)
+            assert error <= 1500, (row, exact, error)
 
 
 @pytest.mark.parametrize("fn", LARGE_VOCABULARY_FORMS, ids=lambda f: f.__name__)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._numerics import expm1, log1p, masked_log_softmax, softplus
+from .._numerics import expm1, log1p, masked_log_softmax, shifted_logits, softplus
 from ._export import Param
 
 BETA = Param("beta", 0.5, 0.0, 1.0, doc="the teacher's weight in the mixture M")
@@ -40,17 +40,15 @@ def generalized_js_rows(
                            jax.lax.stop_gradient(beta))
 
 
-def _mixture_log_ratios(log_q: jax.Array, log_p: jax.Array, beta: jax.Array):
+def _mixture_log_ratios(d: jax.Array, beta: jax.Array):
     """``log(Q / M)`` and ``log(P / M)`` for ``M = beta P + (1 - beta) Q``, 0 < beta < 1,
-    as functions of ``d = log P - log Q``:
+    as functions of ``d = log P - log Q`` (``_log_ratio``, 0 where both are 0):
 
         log(Q / M) = -log1p(beta expm1(d)),   log(P / M) = -log1p((1 - beta) expm1(-d)).
 
     ``logaddexp(log beta + log P, log(1 - beta) + log Q)`` would round log M to the
     precision of log beta, losing a ratio near 1 (where the divergence is small).
     """
-    live = (log_q > -jnp.inf) | (log_p > -jnp.inf)
-    d = jnp.where(live, log_p - jnp.where(live, log_q, 0), 0)
     limit = 0.5 * jnp.log(jnp.finfo(d.dtype).max)
 
     def ratio(x, weight):
@@ -62,9 +60,44 @@ def _mixture_log_ratios(log_q: jax.Array, log_p: jax.Array, beta: jax.Array):
         excess = jnp.where(beyond, x, limit) - limit
         return -log1p(weight * expm1(jnp.where(beyond, limit, x))) - excess
 
-    log_q_ratio = ratio(d, beta)
-    log_p_ratio = ratio(-d, 1 - beta)
-    return log_q_ratio, log_p_ratio, d
+    return ratio(d, beta), ratio(-d, 1 - beta)
+
+
+def _log_ratio(student_logits: jax.Array, teacher_logits: jax.Array, log_q: jax.Array,
+               log_p: jax.Array) -> jax.Array:
+    """``log P - log Q`` per class, with the difference of the two normalisers formed as
+    one quantity; 0 where both probabilities are 0.
+
+    With ``s'`` and ``t'`` the logits less their rows' peaks (both ``<= 0``, so their
+    difference cannot overflow) and ``S_s``, ``S_t`` the sums of their exponentials,
+
+        log P - log Q = (t' - s') - c,
+        c = log(S_t / S_s) = log1p(sum_j (Q_j e^(t'_j - s'_j) - Q_j)),
+
+    each term ``Q_j expm1(t'_j - s'_j)`` where that difference is below 1 (elsewhere,
+    infinite differences included, ``e^(t'_j - log S_s) - Q_j``, which cannot cancel).
+    The difference of the two log-softmaxes would carry the rounding of ``log S_t`` and
+    ``log S_s``, of the size of the rows' entropies, which a KL or a mixture's
+    divergence between nearby rows (as small as the squares of the ``t' - s'``) then
+    cancels to. Where ``t' - s'`` is not finite (a class without mass on either side,
+    or a difference of logits that overflowed) the log-softmaxes' difference is kept,
+    limits and all.
+    """
+    def shifted(logits):
+        return shifted_logits(logits, None, jnp.max(logits, axis=-1, keepdims=True))
+
+    teacher_shifted = shifted(teacher_logits)
+    raw = teacher_shifted - shifted(student_logits)
+    finite = jnp.isfinite(raw)
+    q = jnp.exp(log_q)
+    log_total = -jnp.max(log_q, axis=-1, keepdims=True)  # log S_s: the peak's s' is 0
+    near = finite & (jnp.abs(raw) < 1)
+    far = jnp.exp(jnp.where(near, 0, teacher_shifted - log_total)) - q
+    terms = jnp.where(near, q * expm1(jnp.where(near, raw, 0)), far)
+    c = log1p(jnp.sum(terms, axis=-1, keepdims=True))
+    live = (log_q > -jnp.inf) | (log_p > -jnp.inf)
+    plain = jnp.where(live, _difference(log_p, jnp.where(live, log_q, 0)), 0)
+    return jnp.where(finite & jnp.isfinite(c), raw - c, plain)
 
 
 @jax.custom_jvp
@@ -79,13 +112,14 @@ def _generalized_js_parts(student_logits, teacher_logits, beta):
     log_p = _below_largest(log_p, teacher_logits)
     inside = (beta > 0) & (beta < 1)
     safe_beta = jnp.where(inside, beta, 0.5)
-    log_q_ratio, log_p_ratio, d = _mixture_log_ratios(log_q, log_p, safe_beta)
+    d = _log_ratio(student_logits, teacher_logits, log_q, log_p)
+    log_q_ratio, log_p_ratio = _mixture_log_ratios(d, safe_beta)
     mixed = (safe_beta * jnp.sum(_log_space_product(log_p, log_p_ratio), axis=-1)
              + (1 - safe_beta) * jnp.sum(_log_space_product(log_q, log_q_ratio), axis=-1))
     # The ends' KLs: infinite where one side has mass the other lacks (read only
     # where the weight is a nonzero float, as in _log_space_product).
-    forward = jnp.sum(_log_space_product(log_p, _difference(log_p, log_q)), axis=-1)
-    reverse = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    forward = jnp.sum(_log_space_product(log_p, d), axis=-1)
+    reverse = jnp.sum(_log_space_product(log_q, -d), axis=-1)
     value = jnp.where(beta == 0, forward, jnp.where(beta == 1, reverse, mixed))
     return value, log_q, log_p, log_q_ratio, d, safe_beta, inside
 
@@ -166,7 +200,8 @@ def _reverse_kl_parts(student_logits, teacher_logits):
     """The value, and the log-probabilities its gradient reuses."""
     log_q, log_p = _log_probabilities(student_logits, teacher_logits)
     log_p = _below_largest(log_p, teacher_logits)
-    value = jnp.sum(_log_space_product(log_q, _difference(log_q, log_p)), axis=-1)
+    d = _log_ratio(student_logits, teacher_logits, log_q, log_p)
+    value = jnp.sum(_log_space_product(log_q, -d), axis=-1)
     return value, log_q, log_p
 
 
@@ -199,6 +234,11 @@ def _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p):
     class ``c`` as ``t_i - t_c`` (one rounding of the teacher's logits, not a
     difference of two rounded log-probabilities), the dominant term of ``sum q g`` is
     exactly 0, so nothing large cancels.
+
+    The log-ratios are formed halved, and the gradient doubled at the end (both exact
+    in binary floating point): a teacher's logits may span more than the largest
+    float (``[-max, max]`` after the temperature), and ``t_i - t_c`` would overflow
+    where its half does not, while ``q_i`` keeps the gradient itself in range.
     """
     top = jnp.argmax(student_logits, axis=-1, keepdims=True)
     top_logit = jnp.take_along_axis(teacher_logits, top, axis=-1)
@@ -207,13 +247,13 @@ def _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p):
     # infinite, and any finite shift of log_p serves).
     direct = (jnp.isfinite(top_logit)
               & ~jnp.isposinf(jnp.max(teacher_logits, axis=-1, keepdims=True)))
-    relative_log_p = jnp.where(
-        direct, _below_largest(teacher_logits - jnp.where(direct, top_logit, 0), teacher_logits),
-        log_p)
+    half_log_p = jnp.where(
+        direct, _difference(0.5 * teacher_logits, 0.5 * jnp.where(direct, top_logit, 0)),
+        0.5 * log_p)
     live = log_q > -jnp.inf
-    slope = jnp.where(live, _difference(log_q, jnp.where(live, relative_log_p, 0)), 0)
-    mean_slope = jnp.sum(_log_space_product(log_q, slope), axis=-1, keepdims=True)
-    return _log_space_product(log_q, _difference(slope, mean_slope))
+    half_slope = jnp.where(live, _difference(0.5 * log_q, jnp.where(live, half_log_p, 0)), 0)
+    mean = jnp.sum(_log_space_product(log_q, half_slope), axis=-1, keepdims=True)
+    return 2 * _log_space_product(log_q, _difference(half_slope, mean))
 
 
 def _difference(a: jax.Array, b: jax.Array) -> jax.Array:
