@@ -34,7 +34,10 @@ Passes, for one row of logits ``z`` (``V`` classes) and targets ``q``:
        -sum q log p = sum q (log S - (z - m)) = Q log1p(R) - W,
 
    two sums of terms of one sign (no cancellation), and no log-softmax array.
-   KL and distillation put ``- log q`` inside ``W``: ``sum q (log q - log p)``.
+   KL puts ``- log q`` inside ``W``: ``sum q (log q - log p)``. Distillation's
+   KL, small where the student nears its teacher, is summed in pass 2 from the
+   differences ``t' - s'`` of the two shifted rows instead (``_divergence``), so
+   that two entropy-sized terms do not cancel.
 4. Gradient, one elementwise pass. ``d log S / dz_j = exp(z_j - m) / S = p_j``
    and ``dW / dz_j = q_j`` (the entropy term does not depend on ``z``), so
 
@@ -108,6 +111,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from .._numerics import (
     expm1,
+    log1p,
     log_total_from_excess,
     nonzero_total,
     peak_excess,
@@ -350,6 +354,9 @@ class _Read(NamedTuple):
     roots: jax.Array | None
     teacher: tuple[jax.Array, ...]  # distillation: the teacher's peak and R
     raw: jax.Array | None = None  # the logits before soft-capping, where capped
+    # Distillation, pass 2: the teacher's (t - m_t) / T, which the divergence is formed
+    # from (``_divergence``).
+    shifted_targets: jax.Array | None = None
 
 
 def _read(
@@ -401,16 +408,18 @@ def _read_targets(
         probabilities = t_exponentials / _total(t_excess)
         roots = t_halves * lax.rsqrt(_total(t_excess))
         log_targets = t_shifted - t_log_total
+        shifted_targets = t_shifted
     else:
         t_peak, t_excess = teacher
         t_shifted, t_at_peak = _shifted(targets, keep, t_peak, parameter)
         probabilities = jnp.exp(t_shifted - log_total_from_excess(t_excess))
-        log_targets = roots = None
+        log_targets = roots = shifted_targets = None
     # A teacher's peak holding over half its mass has 1 - q = R_t / S_t (pass 4).
     dominant = t_at_peak & (t_excess < 1)
     complements = jnp.where(dominant, t_excess / _total(t_excess), 1 - probabilities)
     return _Read(
-        logits, parameter, probabilities, log_targets, complements, roots, (t_peak, t_excess)
+        logits, parameter, probabilities, log_targets, complements, roots, (t_peak, t_excess),
+        shifted_targets=shifted_targets,
     )
 
 
@@ -440,20 +449,54 @@ def _row_statistics(logits: jax.Array, targets: jax.Array, setting: _Setting) ->
                                        capped=read.raw is not None)
         statistics = (peak, excess, mass, weighted)
         return _RowParts(statistics, exponentials, at_peak, read.targets, None)
+    mass = jnp.sum(read.targets, axis=setting.axis, keepdims=True)
+    if setting.kind is Kind.DISTILLATION:
+        divergence = _divergence(term, exponentials, excess, mass, read, setting.axis)
+        statistics = (peak, excess, mass, divergence, *read.teacher)
+        return _RowParts(statistics, exponentials, at_peak, read.targets, read.complements)
     if read.log_targets is not None:
         term = term - read.log_targets
-    mass = jnp.sum(read.targets, axis=setting.axis, keepdims=True)
     if read.roots is None:
         live, products = read.targets != 0, read.targets * term
     else:
         live, products = read.roots != 0, (read.roots * term) * read.roots
     # A zero target contributes 0 even where its logit is -inf (masked or -inf).
     weighted = jnp.sum(jnp.where(live, products, 0), axis=setting.axis, keepdims=True)
-    if setting.kind is Kind.DISTILLATION:
-        statistics = (peak, excess, mass, weighted, *read.teacher)
-    else:
-        statistics = (peak, excess, mass, weighted, rest)
+    statistics = (peak, excess, mass, weighted, rest)
     return _RowParts(statistics, exponentials, at_peak, read.targets, read.complements)
+
+
+def _divergence(
+    shifted: jax.Array, exponentials: jax.Array, excess: jax.Array, mass: jax.Array,
+    read: _Read, axis: int,
+) -> jax.Array:
+    """Distillation's ``KL(q || p)`` per row, from the differences of the two rows.
+
+    With ``s' = (s - m_s) / T`` and ``t' = (t - m_t) / T`` (both ``<= 0``, so their
+    difference ``d = t' - s'`` cannot overflow), ``log(q / p) = d - c`` for
+    ``c = log S_t - log S_s``, and
+
+        KL = sum q d - Q c,    c = log1p(sum (e^t' - e^s') / S_s),
+
+    with ``e^t' - e^s' = e^s' expm1(d)`` where ``|d| < 1``. As ``Q log S_s - W`` the
+    value would be a difference of two terms of the size of the entropy, which cancel
+    to the small divergence of a student near its teacher (a relative 1e-11 lost in
+    float64 at a divergence of 1e-4); here both terms shrink with ``d``, and ``c``
+    carries no rounding of ``log S_t`` or ``log S_s``. ``q d`` is summed as
+    ``(sqrt(q) d) sqrt(q)`` (see ``_Read.roots``).
+    """
+    d = read.shifted_targets - shifted
+    live = read.roots != 0
+    cross = jnp.sum(jnp.where(live, (read.roots * d) * read.roots, 0), axis=axis, keepdims=True)
+    teacher_exponentials = read.targets * _total(read.teacher[1])
+    near = jnp.abs(d) < 1
+    gaps = jnp.where(near, exponentials * expm1(jnp.where(near, d, 0)),
+                     teacher_exponentials - exponentials)
+    gap = jnp.sum(gaps, axis=axis, keepdims=True)
+    # gap / S_s lies in (-1, V) (the negative side meets XLA's float64 log1p band), and
+    # is -1 where the teacher has no mass on the kept classes, whose divergence is 0.
+    ratio = jnp.where(mass > 0, gap / _total(excess), 0)
+    return cross - mass * log1p(ratio)
 
 
 def _integer_sums(
@@ -633,7 +676,7 @@ def _kept_exponentials(
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, parts.at_peak, parts.targets,
         parts.complements, setting.axis, setting.regularisers.z_loss, _scale(setting),
-        _rest(extra, setting),
+        _rest(extra, setting), _divergence_of(weighted, setting),
     )
 
 
@@ -642,6 +685,12 @@ def _rest(extra: list[jax.Array], setting: _Setting) -> jax.Array | None:
     if setting.kind is Kind.DISTILLATION or setting.kind is Kind.INTEGER_LABELS:
         return None
     return extra[0]
+
+
+def _divergence_of(weighted: jax.Array, setting: _Setting) -> jax.Array | None:
+    """Distillation's KL, pass 2's fourth statistic in its place of ``W`` (``_divergence``);
+    None for the kinds whose value is ``Q log S - W``."""
+    return weighted if setting.kind is Kind.DISTILLATION else None
 
 
 def _scale(setting: _Setting) -> jax.Array | None:
@@ -662,6 +711,7 @@ def _formed_again(
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
         setting.axis, setting.regularisers.z_loss, read.scale, _rest(extra, setting),
+        _divergence_of(weighted, setting),
     )
 
 
@@ -678,6 +728,7 @@ def _value_and_slope_from(
     z_loss: float = 0.0,
     scale: jax.Array | None = None,
     rest: jax.Array | None = None,
+    divergence: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Passes 3 and 4: ``Q log1p(R) - W`` and ``Q p - q`` (``(Q - q) - Q R / S`` at the
     peak), plus the z-loss's ``lambda Q (log Z)^2`` and ``2 lambda Q log Z p``
@@ -687,9 +738,10 @@ def _value_and_slope_from(
     ``complements`` is ``Q - q`` where the targets come from logits (distillation:
     ``Q = 1``, and ``1 - q`` is formed from the teacher's own ``R``); ``rest``, per row,
     is soft targets' ``Q - q_peak`` summed without the peak (``_Normaliser.rest``, NaN
-    where it was not); elsewhere ``Q - q`` is formed."""
+    where it was not); elsewhere ``Q - q`` is formed. ``divergence``, distillation's
+    KL from pass 2 (``_divergence``), is its value, and ``weighted`` is then unused."""
     log_total = log_total_from_excess(excess)
-    value = mass * log_total - weighted
+    value = mass * log_total - weighted if divergence is None else divergence
     others = mass * (excess / _total(excess))
     if complements is None:
         complements = mass - targets
