@@ -497,3 +497,27 @@ def test_verify_value_rounding_to_the_largest_float_is_finite():
     computed[1, 0] = top  # where the exact value overflows, a finite one is a failure
     result = compare(spec, {}, 0, "float32", x, t, v, exact, np.zeros_like(exact), computed, (0,))
     assert not result.passed and "overflows" in result.failures[0]
+
+
+def test_verify_takes_its_references_from_the_cache_when_the_points_are_the_same(
+        tmp_path, monkeypatch):
+    """A second run with a cache folder computes no reference and gives the same results;
+    other points (another seed) are computed, not read."""
+    from softxent.symbolic import _verify
+
+    first = _verify.verify(points=6, workers=1, losses=["kl_divergence"],
+                           dtypes=("float64",), cache=tmp_path)
+    stored = sorted(tmp_path.glob("*.npz"))
+    assert len(stored) == 3  # defaults, z_loss and soft_cap
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached reference was computed again")
+
+    monkeypatch.setattr(_verify, "reference", refuse)
+    again = _verify.verify(points=6, workers=1, losses=["kl_divergence"],
+                           dtypes=("float64",), cache=tmp_path)
+    assert [r.as_dict() for r in again] == [r.as_dict() for r in first]
+    # the pool pickles what it is handed: the local stand-in cannot be sent, and says so
+    with pytest.raises(Exception, match="computed again|pickle"):
+        _verify.verify(points=6, seed=1, workers=1, losses=["kl_divergence"],
+                       dtypes=("float64",), cache=tmp_path)

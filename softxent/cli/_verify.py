@@ -19,6 +19,11 @@ subnormals to 0 on the CPU). An order passes if e <= 64 at every point where the
 exact value is finite in the dtype; a derivative that overflows the dtype must
 be inf, not NaN. Exit 1 on a failure, naming the loss, order, dtype and point.
 
+The mpmath references are kept in $XDG_CACHE_HOME/softxent/verify (~/.cache by
+default) under a digest of their points, parameters, the symbolic code and the
+SymPy and mpmath versions, so a second run with the same points computes only
+the JAX side; --no-cache computes them all again.
+
 A user's loss (``--plugin``) registered with a ``SymbolicLoss`` is checked
 against it by ``softxent.symbolic.check_gradient``: value, jax.grad and a
 Hessian-vector product in float64 at --points points (a third in the boundary
@@ -55,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", action="append", help="only this loss (repeatable)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the mpmath references (default: one per CPU)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="compute every mpmath reference again, neither reading nor "
+                             "writing the reference cache ($XDG_CACHE_HOME/softxent/verify)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results, with machine, versions and date, "
                              "to PATH (e.g. benchmarks/results/verify.json)")
@@ -113,7 +121,15 @@ def _check_users_losses(specs: list, points: int, seed: int) -> tuple[list, list
 def run(args: argparse.Namespace) -> int:
     from .._registry import get_loss, list_losses
     from ..symbolic._twins import has_twin
-    from ..symbolic._verify import DTYPES, ORDERS, TINY_FLOOR, TOLERANCE, format_params, verify
+    from ..symbolic._verify import (
+        DTYPES,
+        ORDERS,
+        TINY_FLOOR,
+        TOLERANCE,
+        default_cache_dir,
+        format_params,
+        verify,
+    )
 
     if args.points < 1:
         print(f"softxent verify: --points must be >= 1, got {args.points}", file=sys.stderr)
@@ -135,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     start = time.perf_counter()
     results = verify(points=args.points, seed=args.seed, losses=built_in, orders=orders,
-                     dtypes=dtypes, workers=args.workers) if built_in else []
+                     dtypes=dtypes, workers=args.workers,
+                     cache=None if args.no_cache else default_cache_dir()) if built_in else []
     users, unverified = _check_users_losses(
         [spec for spec in selected if spec.name not in built_in], args.points, args.seed)
     seconds = time.perf_counter() - start
@@ -186,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             "tolerance_units_of_roundoff": TOLERANCE,
             "absolute_floor_in_smallest_normals": TINY_FLOOR,
             "seconds": round(seconds, 1),
+            "reference_cache": not args.no_cache,
             "results": [r.as_dict() for r in results],
             "user_losses": [check.as_dict() for _, check in users],
             "not_verified": unverified,

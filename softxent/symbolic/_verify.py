@@ -77,10 +77,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 import math
+import os
+import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import mpmath
@@ -462,6 +466,61 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
     return exact, moved
 
 
+def _reference_sources() -> bytes:
+    """The code a reference depends on: every module of this package (the twins, the
+    reference's digits and limits), with the versions of SymPy and mpmath."""
+    folder = Path(__file__).parent
+    parts = [f.read_bytes() for f in sorted(folder.glob("*.py"))]
+    return b"\0".join([*parts, sp.__version__.encode(), mpmath.__version__.encode()])
+
+
+def reference_cache_key(name: str, param_items: tuple[tuple[str, Any], ...],
+                        orders: tuple[int, ...], arrays: Sequence[np.ndarray],
+                        logits_targets: bool, probabilities: bool) -> str:
+    """A digest of everything ``reference`` reads: the twin's form, its parameters, the
+    orders, the points themselves (so a change of the sampler changes the key) and the
+    code and versions of :func:`_reference_sources`."""
+    digest = hashlib.sha256(_reference_sources())
+    digest.update(repr((twin(name).form, param_items, orders, logits_targets,
+                        probabilities)).encode())
+    for a in arrays:
+        digest.update(repr(a.shape).encode())
+        digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Where ``softxent verify`` keeps its references: ``$XDG_CACHE_HOME/softxent/verify``
+    (``~/.cache/softxent/verify`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "softxent" / "verify"
+
+
+def _load_reference(cache: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(cache / f"{key}.npz") as stored:
+            return stored["exact"], stored["moved"]
+    except (OSError, KeyError, ValueError):  # absent, or unreadable: computed again
+        return None
+
+
+def _store_reference(cache: Path, key: str, exact: np.ndarray, moved: np.ndarray) -> None:
+    """Written to a temporary file and renamed, so that an interrupted run leaves no
+    partial entry; a cache that cannot be written is skipped."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, exact=exact, moved=moved)
+        os.replace(temporary, cache / f"{key}.npz")
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def _to_float(a: Any) -> float:
     """``a`` rounded to the nearest float64 (inf only where that rounding overflows)."""
     a = mpmath.mpf(a)
@@ -707,17 +766,20 @@ def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
 
 def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
            orders: Sequence[int] = ORDERS, dtypes: Sequence[str] = DTYPES,
-           workers: int | None = None) -> list[Result]:
+           workers: int | None = None, cache: str | os.PathLike | None = None
+           ) -> list[Result]:
     """Verify every registry loss (or ``losses``) at its defaults and its variants.
 
     One :class:`Result` per loss setting, order and dtype. The JAX side runs in
     this process; the mpmath references, the slow part, are spread over
     ``workers`` processes (default: one per CPU). Losses of one twin form at the
     same parameters and dtype (a plain form and its chunked and linear forms) share
-    their points and one reference.
+    their points and one reference. With ``cache`` (a folder), each reference is
+    kept there under a digest of its points, parameters and the code and versions
+    it was computed with (:func:`reference_cache_key`), and taken from there when
+    the same reference is asked for again; the JAX side always runs.
     """
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
     import jax
@@ -740,6 +802,9 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
     jobs = []
     settings = [(spec, params, dtype) for spec, params in _tasks(losses) for dtype in dtypes]
     shared: dict[tuple, tuple] = {}  # (form, parameters, dtype) -> points and reference
+    references: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    digests: dict[tuple, str] = {}  # references to keep in the cache once computed
+    folder = None if cache is None else Path(cache)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # the JAX side here while the workers evaluate the references, then each waited for
         for spec, params, dtype in bar(settings, "verify: JAX", unit="setting"):
@@ -750,25 +815,32 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
                 rng = np.random.default_rng([seed, zlib.crc32(f"{form}/{dtype}".encode())])
                 x, t, v = sample(spec, points, rng, dtype)
                 signs = rng.choice([-1.0, 1.0], size=(points, x.shape[1] + t.shape[1]))
-                futures = [
+                flags = (spec.targets in ("logits", "hidden"), spec.input == "probabilities")
+                digest = (None if folder is None else
+                          reference_cache_key(spec.name, items, orders, (x, t, v, signs), *flags))
+                stored = None if digest is None else _load_reference(folder, digest)
+                futures = [] if stored is not None else [
                     pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
-                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk],
-                                spec.targets in ("logits", "hidden"),
-                                spec.input == "probabilities")
+                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk], *flags)
                     for i in range(0, points, chunk)
                 ]
                 shared[key] = (x, t, v, futures)
+                if stored is not None:
+                    references[key] = stored
+                elif digest is not None:
+                    digests[key] = digest
             x, t, v, futures = shared[key]
             computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
             jobs.append((spec, params, dtype, key, computed))
         results = []
-        references: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         for spec, params, dtype, key, computed in bar(jobs, "verify: mpmath", unit="setting"):
             x, t, v, futures = shared[key]
             if key not in references:
                 parts = [f.result() for f in futures]
                 references[key] = tuple(np.concatenate([p[k] for p in parts])
                                         for k in range(2))
+                if key in digests:
+                    _store_reference(folder, digests[key], *references[key])
             exact, moved = references[key]
             for order in orders:
                 results.append(compare(spec, params, order, dtype, x, t, v, exact, moved,
