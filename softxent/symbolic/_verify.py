@@ -466,9 +466,11 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
     return exact, moved
 
 
+@functools.cache
 def _reference_sources() -> bytes:
     """The code a reference depends on: every module of this package (the twins, the
-    reference's digits and limits), with the versions of SymPy and mpmath."""
+    reference's digits and limits), with the versions of SymPy and mpmath; read once
+    per process."""
     folder = Path(__file__).parent
     parts = [f.read_bytes() for f in sorted(folder.glob("*.py"))]
     return b"\0".join([*parts, sp.__version__.encode(), mpmath.__version__.encode()])
