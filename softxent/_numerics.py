@@ -161,20 +161,26 @@ def masked_log_softmax(logits: jax.Array, axis: int, where: jax.Array | None) ->
     return _log_softmax(logits, keep, axis % logits.ndim)
 
 
+def limit_of_infinite_rows(logits: jax.Array, peak: jax.Array) -> jax.Array:
+    """The logits, except in a row whose ``peak`` (its largest logit, class axis kept,
+    size 1) is +inf: there the limit the softmax takes, 0 at the +inf entries and -inf
+    elsewhere, so that the row's mass splits evenly over those entries."""
+    # log 1 = 0 at the +inf entries and log 0 = -inf elsewhere, in the logits' dtype.
+    limit = jnp.log(jnp.isposinf(logits).astype(logits.dtype))
+    return jnp.where(jnp.isposinf(peak), limit, logits)
+
+
 def shifted_logits(logits: jax.Array, keep: jax.Array | None, peak: jax.Array) -> jax.Array:
     """The logits as the softmax takes them, less the row's shift: the core of every
     masked log-softmax in softxent.
 
     ``peak`` is the row's largest kept logit (class axis kept, size 1). Masked
-    classes are -inf; a row holding +inf takes its limit (0 at the +inf entries,
-    -inf elsewhere), so its mass splits evenly over them; other rows are
-    ``z - peak``, and a fully masked row (peak -inf) is left unshifted.
+    classes are -inf; a row holding +inf takes its limit (``limit_of_infinite_rows``);
+    other rows are ``z - peak``, and a fully masked row (peak -inf) is left unshifted.
     """
     if keep is not None:
         logits = jnp.where(keep, logits, -jnp.inf)
-    limit = jnp.where(jnp.isposinf(logits), 0, -jnp.inf).astype(logits.dtype)
-    logits = jnp.where(jnp.isposinf(peak), limit, logits)
-    return logits - jnp.where(jnp.isfinite(peak), peak, 0)
+    return limit_of_infinite_rows(logits, peak) - jnp.where(jnp.isfinite(peak), peak, 0)
 
 
 def nonzero_total(total: jax.Array) -> jax.Array:

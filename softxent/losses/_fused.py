@@ -749,75 +749,69 @@ def _value_and_slope_from(
             complements = jnp.where(jnp.isnan(rest), complements, rest)
     dominant = at_peak & (excess < 1)  # p > 1/2 at the peak
     slope = jnp.where(dominant, complements - others, mass * probabilities - targets)
-    # A row with +inf logits is constant in them.
-    slope = jnp.where(jnp.isposinf(peak), 0, slope)
     if z_loss:
         log_z = (peak if scale is None else peak / scale) + log_total
         finite = jnp.isfinite(log_z)
         log_z = jnp.where(finite, log_z, 0)
         value = value + _z_loss_term(z_loss, mass, log_z)
         slope = slope + 2 * z_loss * (mass * log_z) * probabilities
-    return jnp.squeeze(value, axis), slope
+    # A row with +inf logits is constant in them.
+    return jnp.squeeze(value, axis), jnp.where(jnp.isposinf(peak), 0, slope)
 
 
 def _takes_the_hard_label_pass(logits: jax.Array, setting: _Setting) -> bool:
     """Integer labels on every class of a row, uncapped, in the compute dtype, class axis
-    last, from ``BLOCKED_MIN_ENTRIES`` entries (see ``_hard_labels_on_cpu``; below, the
-    whole-array passes that keep their exponentials are faster)."""
+    last (see ``_hard_labels_on_cpu``)."""
     return (setting.kind is Kind.INTEGER_LABELS and setting.keep is None
             and setting.regularisers.soft_cap is None
-            and logits.size >= BLOCKED_MIN_ENTRIES
             and logits.dtype == setting.dtype and setting.axis == logits.ndim - 1)
 
 
 def _hard_labels_on_cpu(
-    logits: jax.Array, targets: IntegerTargets, setting: _Setting
+    z: jax.Array, targets: IntegerTargets, setting: _Setting
 ) -> tuple[jax.Array, jax.Array]:
     """Passes 2-4 for integer labels on the CPU, laid out for XLA's CPU backend.
 
-    Its row reductions run as library kernels (YNNPACK) that take the elementwise work
-    feeding them along (``sum(exp(z - m))`` reads only ``z``), but a select or a
-    comparison inside a reduction makes XLA write its input out as an N x V array
-    first. So here:
+    Its row reductions run as library kernels (YNNPACK) that read a materialised array or
+    take simple elementwise work along; a select or a comparison inside one makes XLA
+    write its input out first. So here:
 
-    1. ``m = max z``, ``S = sum exp(z - m)`` and ``sum_c spread w_c (z_c - m)`` (the
-       smoothing's part of ``W``, only if some row is smoothed), each a kernel reading
-       ``z``. Each takes its own copy of ``m`` from behind an optimisation barrier, so
-       that XLA does not form ``z - m`` once for all of them as an array.
-    2. Only if some row holds over 2/3 of its mass at the peak (``S < 3/2``): ``R``
-       summed again without the peak, as ``exp(z - m) min(1, (m - z) BIG)``
-       (``peak_excess``'s second sum, by arithmetic).
-    3. The gradient in one elementwise pass: ``Q p - spread w`` (at a peak holding over
-       half the mass, ``(Q - spread w) - Q R / S``), and at the label the row's own
-       ``Q p_y - q_y`` (there ``(Q - q_y) - Q R / S``), computed once per row and
-       selected by comparing the label with a row of class indices (an iota's column
-       index costs a division per entry). A scatter of the label entries would be
-       cheaper, but XLA then keeps the gradient apart from the logits' buffer, one more
-       N x V array where the logits are themselves a temporary (``h @ W``).
+    1. ``m = max z``, then ``e = exp(z - m)`` written out once: the reductions below
+       read it, and the gradient is formed from it in its own buffer.
+    2. ``S = sum e``; ``R`` summed again without the peak as ``e - floor(e)``, which
+       drops the entries equal to 1 (``peak_excess``'s second sum, by arithmetic; used
+       only where ``S < 3/2``, so the peak is the only such entry); and
+       ``sum_c spread w_c (z_c - m)`` (the smoothing's part of ``W``, only if some row
+       is smoothed), which takes its own copy of ``m`` from behind an optimisation
+       barrier, so that XLA does not form ``z - m`` as an array of its own.
+    3. The gradient in one elementwise pass over ``e``: ``Q e / S - spread w`` (at a peak
+       holding over half the mass, ``(Q - spread w) - Q R / S``), and at the label the
+       row's own ``Q p_y - q_y`` (there ``(Q - q_y) - Q R / S``), computed once per row
+       and selected by comparing the label with a row of class indices (an iota's column
+       index costs a division per entry). ``e == 1`` marks the peak: an entry just below
+       it that rounds to 1 makes ``R >= 1``, where the peak's own form is not taken.
 
     If a row's statistics are not finite where these sums cannot hold the limits (an
     infinite peak, a NaN, ``0 * inf`` from a zero class weight at a -inf logit), the
-    general pass 2 (``_statistics``) recomputes them all: only row statistics come out of
-    that branch, so the gradient's pass may still write into the logits' buffer.
+    general pass 2 (``_statistics``) recomputes them all.
     """
     labels, hot, spread, weights = _cast(targets, setting.dtype)
-    z = logits
     classes = z.shape[-1]
     peak = jnp.max(z, axis=-1, keepdims=True)
-    for_total, for_spread, for_below = lax.optimization_barrier((peak, peak * 1, peak + 0))
-    total = jnp.sum(jnp.exp(z - for_total), axis=-1, keepdims=True)
+    for_spread = lax.optimization_barrier(peak * 1)
+    # Per row, not per entry, the limits of an infinite peak: its rows' statistics come
+    # from the general pass 2 below and their slope is 0, whatever e holds there.
+    exponentials = jnp.exp(z - jnp.where(jnp.isfinite(peak), peak, 0))
+    total = jnp.sum(exponentials, axis=-1, keepdims=True)
     dominant = (total < 1.5) & (total > 0)
-
-    def below() -> jax.Array:
-        drop = jnp.minimum(1, (for_below - z) * _PEAK_DROP)
-        return jnp.sum(jnp.exp(z - for_below) * drop, axis=-1, keepdims=True)
+    # e - floor(e) drops the entries equal to 1: where R < 1/2, the peak's exp(0) alone.
+    again = jnp.sum(exponentials - jnp.floor(exponentials), axis=-1, keepdims=True)
 
     def spread_sum() -> jax.Array:
         # Each term weighted before the sum: sum_c w_c (z_c - m) alone may overflow where
         # spread times it does not.
         return jnp.sum((spread * weights) * (z - for_spread), axis=-1, keepdims=True)
 
-    again = lax.cond(jnp.any(dominant), below, lambda: total - 1)
     smoothed = lax.cond(jnp.any(spread != 0), spread_sum, lambda: jnp.zeros_like(total))
     index = jnp.clip(labels, 0, classes - 1)
     at_index = jnp.take_along_axis(z, index, axis=-1)
@@ -832,8 +826,9 @@ def _hard_labels_on_cpu(
 
     fine = jnp.isfinite(peak) & ~jnp.isnan(total) & ~jnp.isnan(again)
     fine = fine & ((spread == 0) | ~jnp.isnan(smoothed))
+    general = setting._replace(blocked=False)
     peak, excess, mass, weighted = lax.cond(
-        jnp.all(fine), fast, lambda: _statistics(logits, targets, setting)[:4])
+        jnp.all(fine), fast, lambda: _statistics(z, targets, general)[:4])
 
     # Passes 3 and 4 as for every kind: the label's entry per row, then the others with
     # the smoothing's share alone as their target.
@@ -845,12 +840,13 @@ def _hard_labels_on_cpu(
     value, label_slope = _value_and_slope_from(
         peak, excess, mass, weighted, jnp.exp(label_shifted - log_total), label_shifted == 0,
         hot + spread * label_weight, None, -1, z_loss)
-    shifted = shifted_logits(z, None, peak)
+    # The per-row numbers are formed before the gradient's pass, behind a barrier: fused
+    # into it, XLA would form them again for every entry of the row.
+    label_slope, index, inverse = lax.optimization_barrier(
+        (label_slope, index, 1 / _total(excess)))
     _, slope = _value_and_slope_from(
-        peak, excess, mass, weighted, jnp.exp(shifted - log_total), shifted == 0,
+        peak, excess, mass, weighted, exponentials * inverse, exponentials == 1,
         spread * weights, None, -1, z_loss)
-    # The label's column as a row of the class indices: compared with an iota, XLA
-    # forms every entry's column index by a division.
     columns = lax.optimization_barrier(jnp.arange(classes, dtype=index.dtype))
     return value, jnp.where(columns == index, label_slope, slope)
 

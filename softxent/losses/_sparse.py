@@ -82,9 +82,9 @@ from jax.typing import ArrayLike
 from .._numerics import (
     expm1,
     is_top,
+    limit_of_infinite_rows,
     log_total_from_excess,
     peak_excess,
-    shifted_logits,
 )
 from .._validation import check_floating, check_reduction, compute_dtype
 from ._common import TEMPERATURE
@@ -244,13 +244,12 @@ def _value_and_slope(
     rows, classes = logits.shape
     k = indices.shape[-1]
     peak = jnp.max(logits, axis=-1, keepdims=True)
-    # z - m, with the limit of a row holding +inf: its mass split evenly over those entries.
-    shifted = shifted_logits(logits, None, peak)
-    # The same limit without the shift, and the shift: z and m, each finite where z - m
-    # may not be (two logits near -+ the largest float).
-    limited = jnp.where(jnp.isposinf(peak), jnp.where(jnp.isposinf(logits), 0, -jnp.inf),
-                        logits)
+    # z - m, with the limit of a row holding +inf: its mass split evenly over those
+    # entries; and the same limit without the shift, and the shift: z and m, each finite
+    # where z - m may not be (two logits near -+ the largest float).
+    limited = limit_of_infinite_rows(logits, peak)
     shift = jnp.where(jnp.isfinite(peak), peak, 0)
+    shifted = limited - shift
     exponentials = jnp.exp(shifted)
     valid = (indices >= 0) & (indices < classes)
     # A gather outside [0, V) would wrap or clip; NaN makes the mistake visible under jit.
