@@ -446,17 +446,24 @@ def test_verify_reference_takes_parameters_as_the_dtype_holds_them():
     assert dict(rounded_parameters(spec, {}, "float64")) == {"k": 0.7}
 
 
-def test_verify_floor_moves_the_logits_as_a_scaling_too():
-    """Random signs [-1, 1] leave the difference of logits [-709, 710] almost unmoved;
-    the scaling moves it by 1419 u, and the value (about 1419) by as much."""
+def test_verify_floor_moves_each_input_on_its_own():
+    """The value at logits [-709, 710], target [1, 0, 0] (about 1419) moves by 709 u
+    and 710 u as each logit moves by its own unit roundoff, and by 1419 u as the target
+    of 1 does (d/dt_0 of -t_0 log p_0): the floor is their sum. At two equal logits, which
+    a scaling keeps equal, the gradient still moves."""
     from softxent.symbolic._verify import reference
 
     x, t, v = np.array([[-709.0, 710.0, 0.0]]), np.array([[1.0, 0.0, 0.0]]), np.zeros((1, 3))
-    signs = np.array([[-1.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
-    exact, moved = reference("softmax_cross_entropy", (("label_smoothing", 0.0),), (0,),
-                             x, t, v, signs, False)
+    exact, moved = reference("softmax_cross_entropy", (("label_smoothing", 0.0),), (0, 1),
+                             x, t, v, False)
     np.testing.assert_allclose(exact[0, 0], 1419.0, rtol=1e-12)
-    assert moved[0, 0] > 1400
+    np.testing.assert_allclose(moved[0, 0], 2 * 1419.0, rtol=1e-9)
+    x = np.array([[40.0, 40.0, 0.0]])
+    exact, moved = reference("softmax_cross_entropy", (("label_smoothing", 0.0),), (0, 1),
+                             x, t, v, False)
+    # The gradient's p_0 - t_0 at p_0 = 1/2: z_0 and z_1 times p_0 (1 - p_0) = 1/4 and
+    # p_0 p_1 = 1/4 make 10 each, and the target of 1 adds |p_0 - 1| = 1/2.
+    np.testing.assert_allclose(moved[0, 1], 20.5, rtol=1e-9)
 
 
 # Points of the default verify run (seed 0, 400 points) where a term of the loss lost
@@ -475,9 +482,8 @@ def test_verify_points_within_tolerance(name, params, dtype, order, x, t, v):
 
     spec = softxent.get_loss(name)
     x, t, v = (np.array([[float.fromhex(a) for a in row]]) for row in (x, t, v))
-    signs = np.ones((1, 2 * x.shape[1]))  # the floor from moving every input up
     items = _verify.rounded_parameters(spec, params, dtype)
-    exact, moved = _verify.reference(name, items, _verify.ORDERS, x, t, v, signs, False)
+    exact, moved = _verify.reference(name, items, _verify.ORDERS, x, t, v, False)
     computed = _verify._jax_outputs(spec, params, _verify.ORDERS, dtype, x, t, v)
     result = _verify.compare(spec, params, order, dtype, x, t, v, exact, moved, computed,
                              _verify.ORDERS)

@@ -13,8 +13,9 @@ smallest normal float, targets exactly 0 and 1, and rows that mix these scales.
 
 Error at a point, in units of roundoff u (2^-24 float32, 2^-53 float64):
   e = ||computed - exact||_inf / max(u ||exact||_inf, u phi, 2^20 tiny)
-phi: how far the exact quantity moves when every input moves by one u (the
-dtype's resolution of the inputs); tiny: the smallest normal float (XLA flushes
+phi: sum over the inputs a (predictions, targets) of |a d(exact)/da|, how far
+the exact quantity moves as each input moves by one u of its own (the dtype's
+resolution of the inputs); tiny: the smallest normal float (XLA flushes
 subnormals to 0 on the CPU). An order passes if e <= 64 at every point where the
 exact value is finite in the dtype; a derivative that overflows the dtype must
 be inf, not NaN. Exit 1 on a failure, naming the loss, order, dtype and point.

@@ -49,18 +49,20 @@ vector over the classes) and computed ``c``::
     e = ||c - r||_inf / max(u ||r||_inf, phi, tiny)
 
 with ``u`` the dtype's unit roundoff (2^-24, 2^-53), ``tiny`` its smallest
-normal number, and ``phi`` the resolution floor: the change of ``r`` itself
-when every input (predictions and targets) moves by one unit roundoff, ``phi =
-||r(x (1 + u s), t (1 + u s')) - r(x, t)||_inf`` (exactly: ``u`` times that
-directional derivative, by mpmath), the larger of two directions: fixed random
-signs ``s, s'``, and the same with every logit (a prediction or a teacher's)
-moving up, ``s = 1``. That second one is a scaling, which moves every
-difference ``z_i - z_j`` by ``u (z_i - z_j)``, as much as its rounding can; the
-random signs leave the difference of a pair of opposite-signed logits unmoved
-half the time (for [-709, 710] in float64 that rounding alone is 250 units of
-``u`` in ``e^(z_0 - z_1)``), and they move the difference of two close large
-logits by ``u (|z_i| + |z_j|)``, which the scaling misses. So ``e``
-counts units of roundoff: a relative error in units of ``u`` where ``r`` is well
+normal number, and ``phi`` the resolution floor: how far ``r`` itself moves
+when each input that rounds (the predictions and the targets, not labels or a
+top-k mask) moves by one unit roundoff of its own, in whichever direction moves
+``r`` most, to first order::
+
+    phi = u * sum_a |a dr/da|
+
+(exactly, by mpmath: one directional derivative per input). That is the
+componentwise condition of ``r``: inputs known to their dtype's resolution
+determine ``r`` to no better than that. A single direction would miss some:
+random signs leave the difference of a pair of logits unmoved half the time (for
+[-709, 710] in float64 that rounding alone is 250 units of ``u`` in
+``e^(z_0 - z_1)``), and a scaling of every logit leaves two equal logits equal.
+So ``e`` counts units of roundoff: a relative error in units of ``u`` where ``r`` is well
 determined by the inputs, and an absolute error in units of ``phi`` where the
 rounding of the inputs alone already moves ``r`` by more than ``u |r|`` (near a
 cancellation, such as the gradient at a minimiser). A loss passes an order in a
@@ -388,15 +390,15 @@ def _digits(x: np.ndarray, t: np.ndarray, logits_targets: bool, probabilities: b
 
 
 def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple[int, ...],
-              x: np.ndarray, t: np.ndarray, v: np.ndarray, signs: np.ndarray,
+              x: np.ndarray, t: np.ndarray, v: np.ndarray,
               logits_targets: bool, probabilities: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
     """Exact [value, gradient, H v] per row and the change under a one-ulp move.
 
     Returns ``(exact, moved)``: ``exact`` rounded to float64 (inf where it
-    overflows), ``moved`` the larger magnitude of the directional derivatives
-    along ``(x s, t s')`` (``signs = (s, s')``) and along the same with the logits'
-    signs set to 1, per output (so ``u * moved`` is the floor phi).
+    overflows), ``moved`` per output the sum over the inputs ``a`` that round (the
+    predictions and the targets that are not labels or a mask) of
+    ``|a d(output)/da|``, so that ``u * moved`` is the floor phi.
     """
     f = _reference_function(name, param_items, orders)
     value = _value_function(name, param_items)
@@ -433,20 +435,23 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
                 targets = [mpmath.mpf(a) for a in t[i]]
             else:
                 targets = [mpmath.mpf(a) if a else zero for a in t[i]]
-            base = f(*map(mpmath.mpf, x[i]), *targets, *map(mpmath.mpf, v[i]))
-            target_signs = signs[i, width:width + t.shape[1]] * movable
-            directions = [(signs[i, :width], target_signs)]
-            if not probabilities:  # the logits scaled (teacher's logits too)
-                ones = np.ones(width)
-                directions.append((ones, movable if kind in ("logits", "hidden")
-                                   else target_signs))
+            xs = list(map(mpmath.mpf, x[i]))
+            vs = list(map(mpmath.mpf, v[i]))
+            base = f(*xs, *targets, *vs)
             changes = []
-            for sx, st in directions:
-                xm = [mpmath.mpf(a) * (1 + s * step) for a, s in zip(x[i], sx, strict=True)]
-                # A target of 1 moves down, so that 1 - t stays a probability.
-                tm = [b * (1 + (-1 if a == 1 and kind == "probabilities" else s) * step)
-                      for a, b, s in zip(t[i], targets, st, strict=True)]
-                shifted = f(*xm, *tm, *map(mpmath.mpf, v[i]))
+            # One input at a time, each by a relative step: the sum of the changes'
+            # magnitudes bounds every pattern of roundings at once, to first order.
+            for j in range(width + t.shape[1]):
+                if j >= width and not movable[j - width]:
+                    continue
+                xm, tm = list(xs), list(targets)
+                if j < width:
+                    xm[j] = xm[j] * (1 + step)
+                else:
+                    # A target of 1 moves down, so that 1 - t stays a probability.
+                    down = t[i, j - width] == 1 and kind == "probabilities"
+                    tm[j - width] = tm[j - width] * (1 - step if down else 1 + step)
+                shifted = f(*xm, *tm, *vs)
                 changes.append([abs(b - a) / step for a, b in zip(base, shifted, strict=True)])
             diverges = False
             if not exact_targets and np.any(t[i] == 0):
@@ -459,7 +464,7 @@ def reference(name: str, param_items: tuple[tuple[str, Any], ...], orders: tuple
                 diverges = abs(smaller) > 2 * abs(base[0]) + 1
             for j, a in enumerate(base):
                 exact[i, j] = _to_float(a)
-                moved[i, j] = _to_float(max(change[j] for change in changes))
+                moved[i, j] = _to_float(sum(change[j] for change in changes))
             if diverges:
                 exact[i, :] = math.nan  # marked: compared as a diverging value only
                 exact[i, 0] = math.inf
@@ -816,14 +821,13 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
             if key not in shared:
                 rng = np.random.default_rng([seed, zlib.crc32(f"{form}/{dtype}".encode())])
                 x, t, v = sample(spec, points, rng, dtype)
-                signs = rng.choice([-1.0, 1.0], size=(points, x.shape[1] + t.shape[1]))
                 flags = (spec.targets in ("logits", "hidden"), spec.input == "probabilities")
                 digest = (None if folder is None else
-                          reference_cache_key(spec.name, items, orders, (x, t, v, signs), *flags))
+                          reference_cache_key(spec.name, items, orders, (x, t, v), *flags))
                 stored = None if digest is None else _load_reference(folder, digest)
                 futures = [] if stored is not None else [
                     pool.submit(reference, spec.name, items, orders, x[i:i + chunk],
-                                t[i:i + chunk], v[i:i + chunk], signs[i:i + chunk], *flags)
+                                t[i:i + chunk], v[i:i + chunk], *flags)
                     for i in range(0, points, chunk)
                 ]
                 shared[key] = (x, t, v, futures)
