@@ -375,6 +375,75 @@ def test_generalized_js_keeps_ratios_near_one_and_far_teachers(dtype, student, t
     assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
 
 
+def _teacher_divergence_hessian_product(s, t, v, beta):
+    """H v of JSD_beta(P || Q) at T = 1 in the student's logits (reverse KL at beta = 1),
+    in mpmath, from ``H v_i = (1 - beta) q_i [v'_i (w_i - rbar) - sum_k q_k v'_k w_k]``
+    with ``v' = v - sum q v``, ``w = log(q / m) + beta p / m`` and ``rbar = sum q log(q /
+    m)``; at beta = 1, ``H v_i = q_i v'_i (1 + d_i - KL) - q_i sum_k q_k (d_k - KL) v'_k``,
+    ``d = log q - log p``."""
+    import mpmath
+
+    with mpmath.workdps(400):
+        def softmax(z):
+            z = [mpmath.mpf(float(x)) for x in z]
+            total = mpmath.fsum(mpmath.exp(x - max(z)) for x in z)
+            return [mpmath.exp(x - max(z)) / total for x in z]
+
+        q, p = softmax(s), softmax(t)
+        v = [mpmath.mpf(float(x)) for x in v]
+        mean_v = mpmath.fsum(a * b for a, b in zip(q, v, strict=True))
+        centred = [x - mean_v for x in v]
+        if beta == 1:
+            d = [mpmath.log(a / b) if a else 0 for a, b in zip(q, p, strict=True)]
+            kl = mpmath.fsum(a * b for a, b in zip(q, d, strict=True))
+            moved = mpmath.fsum(a * (b - kl) * c for a, b, c in zip(q, d, centred, strict=True))
+            product = [a * c * (1 + b - kl) - a * moved
+                       for a, b, c in zip(q, d, centred, strict=True)]
+        else:
+            m = [beta * a + (1 - beta) * b for a, b in zip(p, q, strict=True)]
+            r = [mpmath.log(b / c) if b else 0 for b, c in zip(q, m, strict=True)]
+            w = [x + beta * a / c for x, a, c in zip(r, p, m, strict=True)]
+            rbar = mpmath.fsum(b * x for b, x in zip(q, r, strict=True))
+            moved = mpmath.fsum(b * c * x for b, c, x in zip(q, centred, w, strict=True))
+            product = [(1 - beta) * b * (c * (x - rbar) - moved)
+                       for b, c, x in zip(q, centred, w, strict=True)]
+        return np.array([float(x) for x in product])
+
+
+@pytest.mark.parametrize("dtype, student, teacher, v, beta", [
+    # p << q at a class: log(q / m) - rbar is -beta p / m to first order, and a Hessian
+    # formed as their sum keeps only their rounding (1e-220 for 4e-303 here).
+    (jnp.float64, [35.45179515, -532.1887374, 262.7300689],
+     [219.7141461, 688.7804233, -773.5200402], [-1.379074757, 0.2100318472, 0.8841825094], 0.5),
+    (jnp.float32, [-24.10003281, -1.983591557, -3018814401000000.0],
+     [2.605386019, 1.386544704, 35.29965591], [0.04832625389, -0.6397476196, 0.1029086709], 0.5),
+    # A teacher's logits 1e35 apart: the gradient is huge and its Hessian's terms cancel.
+    (jnp.float32, [-2.926967372e+28, 29.44116402, -55.64760208],
+     [-3.117872453e+16, -1.514908524e+35, -8.724594156e+20],
+     [0.2516280413, -1.167604089, -1.177511454], 1.0),
+    (jnp.float32, [8.507058665e+37, -8.06367689e+25, 8.507058665e+37],
+     [8.507058665e+37, 7.92607738e+23, -11818276.0],
+     [1.003875017, 0.9443445802, -0.04427732155], 1.0),
+], ids=["float64-small-teacher-share", "float32-small-teacher-share",
+        "float32-far-teacher", "float32-teacher-near-the-largest-float"])
+def test_teacher_divergence_hessians_keep_their_digits(dtype, student, teacher, v, beta):
+    """Hessian-vector products (forward over reverse) of generalized JSD and reverse-KL
+    distillation within 64 units of roundoff of the exact ones, normwise, or within 64
+    smallest normal floats (XLA flushes subnormal terms to 0 on the CPU)."""
+    s, t, v = (jnp.asarray([x], dtype) for x in (student, teacher, v))
+    forms = [lambda s: softxent.chunked_generalized_js_divergence(
+        s, t, beta=beta, reduction="sum")]
+    if beta == 1.0:
+        forms.append(lambda s: softxent.chunked_reverse_kl_distillation_loss(
+            s, t, temperature=1.0, reduction="sum"))
+    exact = _teacher_divergence_hessian_product(student, teacher, v[0], beta)
+    allowed = 64 * max(jnp.finfo(dtype).eps * np.max(np.abs(exact)), jnp.finfo(dtype).tiny)
+    for loss in forms:
+        product = jax.jvp(jax.grad(loss), (s,), (v,))[1]
+        error = np.max(np.abs(np.asarray(product[0], np.float64) - exact))
+        assert error <= allowed, (product, exact)
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
 def test_teacher_divergences_near_the_teacher_keep_their_digits(beta):
     """A student 1/64 from its teacher in each logit (multiples of 1/64, so every shifted

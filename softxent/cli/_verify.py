@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(f"values (0), jax.grad (1) and Hessian-vector products (2) vs SymPy/mpmath, "
           f"{args.points} points per setting and dtype; normwise relative error in units of "
-          f"roundoff u (absolute where the exact value is below the dtype's resolution), "
+          f"roundoff u, floored by how far the exact result moves as each input moves by "
+          f"one u (see --help), "
           f"tolerance {TOLERANCE:g} u")
     header = "".join(f" {f'{d} o{o}':>11}" for d in dtypes for o in orders)
     print(f"  {'loss':<50} {'params':<32}{header}")

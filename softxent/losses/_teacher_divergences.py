@@ -21,6 +21,8 @@ values stand for the KLs it approaches after dividing by ``beta`` or
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -126,7 +128,19 @@ def _generalized_js_parts(student_logits, teacher_logits, beta):
 
 @_generalized_js.defjvp
 def _generalized_js_jvp(primals, tangents):
-    """The gradient in the student's logits, ``q_i (g_i - sum_j q_j g_j)``.
+    value = _generalized_js_parts(*primals)[0]
+    return value, jnp.sum(_generalized_js_gradient(*primals) * tangents[0], axis=-1)
+
+
+@jax.custom_jvp
+def _generalized_js_gradient(student_logits: jax.Array, teacher_logits: jax.Array,
+                             beta: jax.Array) -> jax.Array:
+    return _generalized_js_gradient_parts(student_logits, teacher_logits, beta)[0]
+
+
+def _generalized_js_gradient_parts(student_logits, teacher_logits, beta):
+    """The gradient in the student's logits, ``q_i (g_i - sum_j q_j g_j)``, and the parts
+    of it the Hessian reuses.
 
     With ``g_i = (1 - beta) log(q_i / m_i)`` (the derivative of JSD_beta in log q_i:
     the terms from M's dependence on Q cancel), measured from the student's top class
@@ -136,9 +150,7 @@ def _generalized_js_jvp(primals, tangents):
     dominant term of ``sum q g`` is exactly 0. At beta = 0 the gradient is ``q - p``,
     at beta = 1 reverse KL's.
     """
-    student_logits, teacher_logits, beta = primals
-    d_student = tangents[0]
-    value, log_q, log_p, log_q_ratio, d, safe_beta, inside = _generalized_js_parts(
+    _, log_q, log_p, log_q_ratio, d, safe_beta, inside = _generalized_js_parts(
         student_logits, teacher_logits, beta)
 
     top = jnp.argmax(student_logits, axis=-1, keepdims=True)
@@ -182,7 +194,81 @@ def _generalized_js_jvp(primals, tangents):
     reverse = _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
     end = jnp.where(beta == 0, forward, reverse)
     gradient = jnp.where(inside, mixed, end)
-    return value, jnp.sum(gradient * d_student, axis=-1)
+    return gradient, log_q, reverse, jnp.exp(log_sigma) + mean, a, a_all, safe_beta, inside
+
+
+@_generalized_js_gradient.defjvp
+def _generalized_js_hessian(primals, tangents):
+    """Hessian-vector products in the student's logits (the teacher and beta are
+    constants: ``generalized_js_rows`` stops their gradients).
+
+    With ``v`` the tangent, ``v'_i = v_i - sum_j q_j v_j`` (the tangent of ``log q_i``),
+    and ``r_i = log(q_i / m_i)``, whose tangent is ``v'_i sigma_i`` (``sigma_i = beta
+    p_i / m_i``), differentiating ``(1 - beta) q_i (r_i - sum_j q_j r_j)`` gives
+
+        H v_i = (1 - beta) q_i [v'_i (w_i - rbar) - sum_k q_k v'_k w_k],
+        w_i = r_i + sigma_i,   rbar = sum_j q_j r_j.
+
+    Autodiff of the gradient forms this as ``(r_i - rbar) + sigma_i``, two terms that
+    nearly cancel where ``p_i << q_i`` (``r_i - rbar`` is then ``-sigma_i`` to first
+    order), and rounds the Hessian to noise far above its size. Here, with ``a_i`` the
+    logit of ``sigma_i`` and ``r_i = -log(1 - beta) - softplus(a_i)``,
+
+        w_i = -log(1 - beta) - f(a_i),   f(a) = softplus(a) - sigmoid(a),
+
+    and measured from the student's top class ``c`` (``F_k = f(a_k) - f(a_c)``, and
+    ``r_c - rbar`` the gradient's own ``mean``),
+
+        H v_i = (1 - beta) q_i [v'_i (sigma_c + (r_c - rbar) - F_i) + sum_k q_k v'_k F_k],
+
+    where ``f`` (``_softplus_less_sigmoid``) is formed without cancellation. At
+    ``beta = 0`` (forward KL, gradient ``q - p``) ``H v = q v'``; at ``beta = 1`` it is
+    reverse KL's (``_reverse_kl_hessian_product``).
+    """
+    student_logits, teacher_logits, beta = primals
+    v = tangents[0]
+    gradient, log_q, reverse, top_shift, a, a_all, safe_beta, inside = (
+        _generalized_js_gradient_parts(student_logits, teacher_logits, beta))
+    centred = _centred_tangent(log_q, v)
+    f_top = _softplus_less_sigmoid(a)
+    far_apart = _softplus_less_sigmoid(a_all) - f_top
+    spread = jnp.sum(_log_space_product(log_q, centred * jnp.where(
+        log_q > -jnp.inf, far_apart, 0)), axis=-1, keepdims=True)
+    live = log_q > -jnp.inf
+    inner = jnp.where(live, centred * (top_shift - far_apart), 0) + spread
+    mixed = (1 - safe_beta) * _log_space_product(log_q, inner)
+    forward = _log_space_product(log_q, centred)
+    reverse = _reverse_kl_hessian_product(log_q, reverse, centred)
+    end = jnp.where(beta == 0, forward, reverse)
+    return gradient, jnp.where(inside, mixed, end)
+
+
+def _centred_tangent(log_q: jax.Array, v: jax.Array) -> jax.Array:
+    """``v - sum_j q_j v_j``: the tangent of ``log q`` for a tangent ``v`` of the logits,
+    measured from the most probable class ``c`` as ``(v - v_c) - sum_j q_j (v_j - v_c)``:
+    where ``q_c`` is near 1, ``sum_j q_j v_j`` rounds to ``v_c`` and ``v_c - sum_j q_j v_j``
+    to noise, while the other form is the small sum it is."""
+    top = jnp.argmax(log_q, axis=-1, keepdims=True)
+    from_top = v - jnp.take_along_axis(v, top, axis=-1)
+    return from_top - jnp.sum(_log_space_product(log_q, from_top), axis=-1, keepdims=True)
+
+
+def _softplus_less_sigmoid(a: jax.Array) -> jax.Array:
+    """``f(a) = softplus(a) - sigmoid(a) = -log(1 - t) - t`` for ``t = sigmoid(a)``.
+
+    Both terms are ``t`` to first order: where ``t <= 1/4`` (``a <= -log 3``), the
+    series ``f = sum_{n >= 2} t^n / n``, all of whose terms are positive, summed to
+    the dtype's precision (``4^-(n-1)`` below its roundoff: 14 terms in float32, 28 in
+    float64); above, ``f >= t^2 / 2 >= t / 8``, so the difference loses at most 3 bits.
+    """
+    terms = 14 if jnp.finfo(a.dtype).bits <= 32 else 28
+    small = a <= -math.log(3)
+    t = jnp.exp(-softplus(-jnp.where(small, a, -2)))
+    series = jnp.zeros_like(t)
+    for n in range(terms + 1, 1, -1):
+        series = series * t + 1 / n
+    direct = softplus(jnp.where(small, 0, a)) - jax.nn.sigmoid(jnp.where(small, 0, a))
+    return jnp.where(small, series * t * t, direct)
 
 
 def reverse_kl_rows(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
@@ -217,10 +303,44 @@ def _below_largest(logit_difference: jax.Array, teacher_logits: jax.Array) -> ja
 
 @_reverse_kl.defjvp
 def _reverse_kl_jvp(primals, tangents):
-    student_logits, teacher_logits = primals
-    value, log_q, log_p = _reverse_kl_parts(student_logits, teacher_logits)
-    gradient = _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
-    return value, jnp.sum(gradient * tangents[0], axis=-1)
+    value = _reverse_kl_parts(*primals)[0]
+    return value, jnp.sum(_reverse_kl_student_gradient(*primals) * tangents[0], axis=-1)
+
+
+@jax.custom_jvp
+def _reverse_kl_student_gradient(student_logits: jax.Array,
+                                 teacher_logits: jax.Array) -> jax.Array:
+    _, log_q, log_p = _reverse_kl_parts(student_logits, teacher_logits)
+    return _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p)
+
+
+@_reverse_kl_student_gradient.defjvp
+def _reverse_kl_student_hessian(primals, tangents):
+    """Hessian-vector products in the student's logits (the teacher is a constant)."""
+    _, log_q, log_p = _reverse_kl_parts(*primals)
+    gradient = _reverse_kl_gradient(*primals, log_q, log_p)
+    centred = _centred_tangent(log_q, tangents[0])
+    return gradient, _reverse_kl_hessian_product(log_q, gradient, centred)
+
+
+def _reverse_kl_hessian_product(log_q: jax.Array, gradient: jax.Array,
+                                centred: jax.Array) -> jax.Array:
+    """Reverse KL's ``H v`` from its gradient ``g_i = q_i (d_i - KL)`` (``d = log q -
+    log p``) and the centred tangent ``v'`` (``_centred_tangent``):
+
+        H v_i = q_i v'_i + [v'_i g_i - q_i sum_k g_k v'_k].
+
+    The bracket is summed apart from ``q_i v'_i``: where the teacher's logits are far
+    apart, ``g`` is huge and the bracket cancels to far less than ``q_i v'_i``, which
+    ``v'_i (q_i + g_i)`` would round away.
+    """
+    live = log_q > -jnp.inf
+    # The bracket is formed at 1/8 of its size and scaled back (exact in binary): its
+    # terms may overflow where the bracket, which cancels, does not.
+    eighth = gradient / 8
+    moved = jnp.sum(jnp.where(live, eighth * centred, 0), axis=-1, keepdims=True)
+    bracket = jnp.where(live, centred * eighth, 0) - _log_space_product(log_q, moved)
+    return _log_space_product(log_q, centred) + 8 * bracket
 
 
 def _reverse_kl_gradient(student_logits, teacher_logits, log_q, log_p):
