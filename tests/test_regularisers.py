@@ -290,3 +290,24 @@ def test_the_options_keep_their_accuracy_at_saturated_logits():
     ignored = softxent.softmax_cross_entropy_with_integer_labels(
         jnp.array([5.27e197, -3.83e290, -1.06e51]), jnp.array(1), ignore_index=1, z_loss=1e-3)
     assert float(ignored) == 0.0
+
+
+@pytest.mark.parametrize("labels", ["integer", "one-hot"])
+def test_a_capped_logit_near_minus_twice_the_cap_keeps_the_value_exact(labels):
+    """Capped logits c tanh(z / c) of opposite signs, both saturated: their difference is
+    near -2c = -60, and exp of it rounded carries 60 units of roundoff into the value.
+    Within 8 units of mpmath's in float64."""
+    import mpmath
+
+    z = [-836.5060425, 392.0872583, -747.9357426]
+    with mpmath.workdps(60):
+        capped = [30 * mpmath.tanh(mpmath.mpf(x) / 30) for x in z]
+        exact = float(mpmath.log(mpmath.fsum(mpmath.exp(x) for x in capped)) - capped[1])
+    logits = jnp.asarray(z, jnp.float64)
+    if labels == "integer":
+        value = softxent.softmax_cross_entropy_with_integer_labels(
+            logits, jnp.asarray(1), soft_cap=30.0)
+    else:
+        value = softxent.softmax_cross_entropy(logits, jnp.asarray([0.0, 1.0, 0.0]),
+                                               soft_cap=30.0)
+    assert abs(float(value) - exact) <= 8 * 2.0**-53 * exact, (float(value), exact)

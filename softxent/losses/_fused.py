@@ -292,6 +292,37 @@ def capped_difference(z: jax.Array, m: jax.Array, c: float) -> jax.Array:
     return -2 * c * jnp.exp(exponent) * -expm1(-2 * d) / denominator
 
 
+def _exponentials(shifted: jax.Array, keep: jax.Array | None, capped: _Capped | None,
+                  scale: jax.Array | None, less: jax.Array | None = None) -> jax.Array:
+    """``exp(shifted - less)``; for a soft-capped row (unscaled) at the places where
+    ``shifted`` nears ``-2c``, as ``e^(-2c) exp(lo - less)`` instead.
+
+    There the capped difference is a rounded number of size up to ``2c``, and ``exp``
+    turns its rounding into a relative error of ``2c`` units (60 at ``c = 30``). For
+    ``z < 0 < m`` (``a = z / c``, ``b = m / c``)
+
+        c tanh a - c tanh b = -2c + lo,   lo = 2c (sigmoid(2a) + sigmoid(-2b)),
+
+    two positive terms, and where ``lo < c`` (so ``|shifted| > lo``) ``e^(-2c)`` (one
+    rounding of a constant) times ``exp(lo)`` errs by about ``lo`` units at most. Not
+    taken where ``e^(-2c)`` is below the smallest normal float."""
+    offset = 0 if less is None else less
+    if capped is None or scale is not None:
+        return jnp.exp(shifted - offset)
+    c = capped.cap
+    floor = math.exp(-2 * c)
+    if floor < jnp.finfo(shifted.dtype).tiny:
+        return jnp.exp(shifted - offset)
+    # sigmoid(2a) and sigmoid(-2b) from exponentials of non-positive numbers.
+    below, above = (jnp.exp(jnp.minimum(x, 0) * (2 / c)) for x in (capped.raw, -capped.top))
+    lo = 2 * c * (below / (1 + below) + above / (1 + above))
+    split = (capped.raw < 0) & (capped.top > 0) & (lo < c)
+    if keep is not None:
+        split = split & keep
+    near = jnp.asarray(floor, shifted.dtype) * jnp.exp(jnp.where(split, lo, 0) - offset)
+    return jnp.where(split, near, jnp.exp(shifted - offset))
+
+
 def _normaliser(
     logits: jax.Array,
     keep: jax.Array | None,
@@ -315,12 +346,16 @@ def _normaliser(
         return jnp.sum(jnp.where(where_peak, 0, values), axis=axis, keepdims=True)
 
     def below() -> jax.Array:
+        # R is the row's value where it is below 1/2 (log S = log1p(R)): summed from the
+        # capped form of the exponentials (``_exponentials``) where it applies.
         if not blocked:
-            return off_peak(exponentials, at_peak)
+            return off_peak(exponentials if capped is None or halves
+                            else _exponentials(shifted, keep, capped, scale), at_peak)
         # Formed anew from the block's inputs inside the branch, so that no block of
         # exponentials is kept for it.
         again, again_at_peak = _shifted(logits, keep, peak, scale, capped)
-        again = jnp.exp(again / 2) ** 2 if halves else jnp.exp(again)
+        again = (jnp.exp(again / 2) ** 2 if halves
+                 else _exponentials(again, keep, capped, scale))
         return off_peak(again, again_at_peak)
 
     excess = peak_excess(total, below, blocked)
@@ -707,7 +742,8 @@ def _formed_again(
     read = _read(logits.astype(dtype), _cast(targets, dtype), setting, teacher)
     capped = _capped_peak(read.raw, setting.keep, setting.axis, setting.regularisers.soft_cap)
     shifted, at_peak = _shifted(read.logits, setting.keep, peak, read.scale, capped)
-    probabilities = jnp.exp(shifted - log_total_from_excess(excess))
+    probabilities = _exponentials(shifted, setting.keep, capped, read.scale,
+                                  log_total_from_excess(excess))
     return _value_and_slope_from(
         peak, excess, mass, weighted, probabilities, at_peak, read.targets, read.complements,
         setting.axis, setting.regularisers.z_loss, read.scale, _rest(extra, setting),
