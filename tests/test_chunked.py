@@ -331,17 +331,21 @@ def test_reverse_kl_distillation_keeps_far_apart_teacher_logits(dtype, student, 
     assert error <= tolerance * np.max(np.abs(exact_gradient)), (gradient, exact_gradient)
 
 
+def _softmax_in_mpmath(z):
+    """softmax of ``z`` at mpmath's working precision."""
+    import mpmath
+
+    z = [mpmath.mpf(float(x)) for x in z]
+    total = mpmath.fsum(mpmath.exp(x - max(z)) for x in z)
+    return [mpmath.exp(x - max(z)) / total for x in z]
+
+
 def _generalized_js_reference(s, t, beta):
     """JSD_beta(P || Q) at T = 1 and its gradient in the student's logits, in mpmath."""
     import mpmath
 
     with mpmath.workdps(400):
-        def softmax(z):
-            z = [mpmath.mpf(float(x)) for x in z]
-            total = mpmath.fsum(mpmath.exp(x - max(z)) for x in z)
-            return [mpmath.exp(x - max(z)) / total for x in z]
-
-        q, p = softmax(s), softmax(t)
+        q, p = _softmax_in_mpmath(s), _softmax_in_mpmath(t)
         m = [beta * a + (1 - beta) * b for a, b in zip(p, q, strict=True)]
         value = (beta * mpmath.fsum(a * mpmath.log(a / c) for a, c in zip(p, m, strict=True) if a)
                  + (1 - beta) * mpmath.fsum(b * mpmath.log(b / c)
@@ -384,12 +388,7 @@ def _teacher_divergence_hessian_product(s, t, v, beta):
     import mpmath
 
     with mpmath.workdps(400):
-        def softmax(z):
-            z = [mpmath.mpf(float(x)) for x in z]
-            total = mpmath.fsum(mpmath.exp(x - max(z)) for x in z)
-            return [mpmath.exp(x - max(z)) / total for x in z]
-
-        q, p = softmax(s), softmax(t)
+        q, p = _softmax_in_mpmath(s), _softmax_in_mpmath(t)
         v = [mpmath.mpf(float(x)) for x in v]
         mean_v = mpmath.fsum(a * b for a, b in zip(q, v, strict=True))
         centred = [x - mean_v for x in v]
