@@ -289,14 +289,14 @@ def test_verify_covers_every_loss_order_and_dtype():
     # The dense losses run here; the other families in the tests below, a few each. One
     # worker: with two, each builds every reference again, beside this process's compiling
     # (points split over workers are checked below).
-    results = verify(points=12, workers=1, losses=softxent.loss_names())
+    results = verify(points=6, workers=1, losses=softxent.loss_names())
     settings = {(r.loss, tuple(r.params.items())) for r in results}
     assert {loss for loss, _ in settings} == set(softxent.loss_names())
     assert {(r.order, r.dtype) for r in results} == {
         (o, d) for o in (0, 1, 2) for d in ("float32", "float64")}
     assert len(results) == 6 * len(settings)
     for r in results:
-        assert r.points > 0 and r.max_err >= 0, r
+        assert r.points > 0 and r.passed, r
 
 
 def test_verify_tasks_cover_every_family_and_option():
