@@ -230,11 +230,10 @@ def _generalized_js_hessian(primals, tangents):
     gradient, log_q, reverse, top_shift, a, a_all, safe_beta, inside = (
         _generalized_js_gradient_parts(student_logits, teacher_logits, beta))
     centred = _centred_tangent(log_q, v)
-    f_top = _softplus_less_sigmoid(a)
-    far_apart = _softplus_less_sigmoid(a_all) - f_top
-    spread = jnp.sum(_log_space_product(log_q, centred * jnp.where(
-        log_q > -jnp.inf, far_apart, 0)), axis=-1, keepdims=True)
     live = log_q > -jnp.inf
+    far_apart = _softplus_less_sigmoid(a_all) - _softplus_less_sigmoid(a)
+    spread = jnp.sum(_log_space_product(log_q, centred * jnp.where(live, far_apart, 0)),
+                     axis=-1, keepdims=True)
     inner = jnp.where(live, centred * (top_shift - far_apart), 0) + spread
     mixed = (1 - safe_beta) * _log_space_product(log_q, inner)
     forward = _log_space_product(log_q, centred)
