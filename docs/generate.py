@@ -425,6 +425,16 @@ def _setting(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={shown(v)}" for k, v in params.items()) or "defaults"
 
 
+
+def _cache_use(data: dict[str, Any]) -> str:
+    """What a verify run took from its cache, which its time depends on."""
+    if "programs_compiled" not in data:
+        return ""
+    return (f" (mpmath references: {data['references_computed']} computed, "
+            f"{data['references_loaded_from_cache']} from the cache; XLA programs: "
+            f"{data['programs_compiled']} compiled, {data['programs_loaded_from_cache']} "
+            f"from the cache)")
+
 def verify_page(path: Path) -> str:
     """``softxent verify --json``: the worst error per loss setting, order and dtype."""
     data = load(path)
@@ -447,7 +457,7 @@ def verify_page(path: Path) -> str:
     summary = (f"{len(results) - len(failed)} of {len(results)} within the tolerance of "
                f"{data.get('tolerance_units_of_roundoff', '?')} units of roundoff, "
                f"{data.get('points', '?')} points per setting and dtype (seed "
-               f"{data.get('seed', '?')}), {data.get('seconds', '?')} s, on "
+               f"{data.get('seed', '?')}), {data.get('seconds', '?')} s{_cache_use(data)}, on "
                f"{data.get('date', 'an unrecorded date')}.")
     return "\n".join([
         f"### {path.name}", "", f"Written by `{data.get('command', 'softxent verify --json')}`.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
 import sys
@@ -409,6 +410,9 @@ def test_verify_cli_json_and_errors(capsys, tmp_path):
     assert code == 0, capsys.readouterr().err
     document = json.loads(path.read_text())
     assert {"date", "environment", "results", "tolerance_units_of_roundoff"} <= set(document)
+    # one reference (the defaults), computed or taken from the user's cache
+    assert document["references_computed"] + document["references_loaded_from_cache"] == 1
+    assert document["programs_compiled"] + document["programs_loaded_from_cache"] >= 1
     (row,) = document["results"]
     assert (row["loss"], row["order"], row["dtype"], row["passed"]) == (
         "reverse_kl_divergence", 1, "float64", True)
@@ -511,18 +515,27 @@ def test_verify_takes_its_references_from_the_cache_when_the_points_are_the_same
     other points (another seed) are computed, not read."""
     from softxent.symbolic import _verify
 
+    counts: collections.Counter[str] = collections.Counter()
     first = _verify.verify(points=6, workers=1, losses=["kl_divergence"],
-                           dtypes=("float64",), cache=tmp_path)
+                           dtypes=("float64",), cache=tmp_path, counts=counts)
+    assert counts["compiled"] >= 3 and counts["loaded"] == 0, counts
+    assert counts["references computed"] == 3 and counts["references loaded"] == 0
     stored = sorted(tmp_path.glob("*.npz"))
     assert len(stored) == 3  # defaults, z_loss and soft_cap
+    assert len(list((tmp_path / "compiled").iterdir())) == counts["compiled"]
+    assert jax.config.jax_compilation_cache_dir is None  # JAX's setting given back
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached reference was computed again")
 
     monkeypatch.setattr(_verify, "reference", refuse)
+    counts = collections.Counter()
     again = _verify.verify(points=6, workers=1, losses=["kl_divergence"],
-                           dtypes=("float64",), cache=tmp_path)
+                           dtypes=("float64",), cache=tmp_path, counts=counts)
     assert [r.as_dict() for r in again] == [r.as_dict() for r in first]
+    # every setting's program loaded from the cache, none compiled again
+    assert counts["loaded"] >= 3 and counts["compiled"] == 0, counts
+    assert counts["references loaded"] == 3 and counts["references computed"] == 0
     # the pool pickles what it is handed: the local stand-in cannot be sent, and says so
     with pytest.raises(Exception, match="computed again|pickle"):
         _verify.verify(points=6, seed=1, workers=1, losses=["kl_divergence"],

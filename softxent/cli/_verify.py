@@ -22,8 +22,10 @@ be inf, not NaN. Exit 1 on a failure, naming the loss, order, dtype and point.
 
 The mpmath references are kept in $XDG_CACHE_HOME/softxent/verify (~/.cache by
 default) under a digest of their points, parameters, the symbolic code and the
-SymPy and mpmath versions, so a second run with the same points computes only
-the JAX side; --no-cache computes them all again.
+SymPy and mpmath versions, and the compiled JAX programs in its compiled/
+folder (JAX's persistent compilation cache, keyed by the program, the jaxlib
+version and the device), so a second run with the same points evaluates no
+reference and compiles nothing; --no-cache computes and compiles them all again.
 
 A user's loss (``--plugin``) registered with a ``SymbolicLoss`` is checked
 against it by ``softxent.symbolic.check_gradient``: value, jax.grad and a
@@ -35,6 +37,7 @@ registered without one is named as not verified.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -62,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the mpmath references (default: one per CPU)")
     parser.add_argument("--no-cache", action="store_true",
-                        help="compute every mpmath reference again, neither reading nor "
-                             "writing the reference cache ($XDG_CACHE_HOME/softxent/verify)")
+                        help="compute every mpmath reference and compile every JAX "
+                             "program again, neither reading nor writing the cache "
+                             "($XDG_CACHE_HOME/softxent/verify)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results, with machine, versions and date, "
                              "to PATH (e.g. benchmarks/results/verify.json)")
@@ -151,9 +155,11 @@ def run(args: argparse.Namespace) -> int:
     built_in = [spec.name for spec in selected if has_twin(spec.name)]
     load = os.getloadavg()
     start = time.perf_counter()
+    counts: collections.Counter[str] = collections.Counter()
     results = verify(points=args.points, seed=args.seed, losses=built_in, orders=orders,
                      dtypes=dtypes, workers=args.workers,
-                     cache=None if args.no_cache else default_cache_dir()) if built_in else []
+                     cache=None if args.no_cache else default_cache_dir(),
+                     counts=counts) if built_in else []
     users, unverified = _check_users_losses(
         [spec for spec in selected if spec.name not in built_in], args.points, args.seed)
     seconds = time.perf_counter() - start
@@ -188,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
     failed_users = [check for _, check in users if not check.passed]
     total = len(results) + len(users)
     print(f"  {total - len(failed) - len(failed_users)}/{total} within tolerance in "
-          f"{seconds:.1f} s")
+          f"{seconds:.1f} s (references: {counts['references computed']} computed, "
+          f"{counts['references loaded']} from the cache; XLA programs: "
+          f"{counts['compiled']} compiled, {counts['loaded']} from the cache)")
     for r in failed:
         print(f"FAIL {r.describe()}", file=sys.stderr)
     for check in failed_users:
@@ -206,6 +214,10 @@ def run(args: argparse.Namespace) -> int:
             "absolute_floor_in_smallest_normals": TINY_FLOOR,
             "seconds": round(seconds, 1),
             "reference_cache": not args.no_cache,
+            "references_computed": counts["references computed"],
+            "references_loaded_from_cache": counts["references loaded"],
+            "programs_compiled": counts["compiled"],
+            "programs_loaded_from_cache": counts["loaded"],
             "results": [r.as_dict() for r in results],
             "user_losses": [check.as_dict() for _, check in users],
             "not_verified": unverified,

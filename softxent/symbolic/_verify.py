@@ -77,6 +77,8 @@ and must not be NaN; derivatives are not compared there.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -85,7 +87,7 @@ import math
 import os
 import tempfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -771,20 +773,141 @@ def _tasks(losses: list[str] | None) -> list[tuple[LossSpec, dict[str, Any]]]:
     return tasks
 
 
+# XLA programs built ("programs") and loaded from the persistent cache ("loaded"), counted
+# while _counting_programs is active (in a worker process: from its first call on).
+_PROGRAMS: collections.Counter[str] = collections.Counter()
+_PROGRAM_EVENTS = {"/jax/core/compile/backend_compile_duration": "programs",
+                   "/jax/compilation_cache/cache_hits": "loaded"}
+_WORKER_READY: list[bool] = []
+
+
+def _count_program(event: str, *args: Any, **kwargs: Any) -> None:
+    if event in _PROGRAM_EVENTS:
+        _PROGRAMS[_PROGRAM_EVENTS[event]] += 1
+
+
+def _listen_for_programs() -> None:
+    import jax
+
+    jax.monitoring.register_event_listener(_count_program)
+    jax.monitoring.register_event_duration_secs_listener(_count_program)
+
+
+@contextlib.contextmanager
+def _counting_programs() -> Iterator[None]:
+    import jax
+
+    _listen_for_programs()
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_listener(_count_program)
+        jax.monitoring.unregister_event_duration_listener(_count_program)
+
+
+def _counted_outputs(spec: LossSpec, params: Mapping[str, Any], orders: tuple[int, ...],
+                     dtype: str, x: np.ndarray, t: np.ndarray, v: np.ndarray
+                     ) -> tuple[np.ndarray, collections.Counter[str]]:
+    """``_jax_outputs``, and how many programs it compiled and how many it loaded."""
+    before = collections.Counter(_PROGRAMS)
+    out = _jax_outputs(spec, params, orders, dtype, x, t, v)
+    made = collections.Counter(_PROGRAMS)
+    made.subtract(before)
+    return out, collections.Counter(compiled=made["programs"] - made["loaded"],
+                                    loaded=made["loaded"])
+
+
+def _outputs_in_worker(name: str, params: Mapping[str, Any], orders: tuple[int, ...],
+                       dtype: str, x: np.ndarray, t: np.ndarray, v: np.ndarray,
+                       compiled: str | None) -> tuple[np.ndarray, collections.Counter[str]]:
+    """``_counted_outputs`` of the registry loss ``name`` in a worker process (tracing
+    is Python and holds its lock, so settings are traced in parallel only across
+    processes), with JAX's persistent compilation cache in the folder ``compiled``
+    (None: no such cache)."""
+    import jax
+
+    from .._registry import get_loss
+
+    if not _WORKER_READY:
+        jax.config.update("jax_enable_x64", True)
+        if compiled is not None and not jax.config.jax_compilation_cache_dir:
+            _use_compilation_cache(compiled)
+        _listen_for_programs()
+        _WORKER_READY.append(True)
+    return _counted_outputs(get_loss(name), params, orders, dtype, x, t, v)
+
+
+def _in_the_registry(spec: LossSpec) -> bool:
+    """Whether a worker process finds ``spec`` by its name (a stand-in made in this
+    process, as the tests make, is run here)."""
+    from .._registry import get_loss
+
+    try:
+        return get_loss(spec.name) is spec
+    except KeyError:
+        return False
+
+
+def _use_compilation_cache(folder: str) -> None:
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    # Every setting, however fast it compiled: there are over a hundred of them.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+
+
+@contextlib.contextmanager
+def _compilation_cache(folder: Path | None) -> Iterator[None]:
+    """JAX's persistent compilation cache in ``folder`` for the duration, unless the
+    user has configured one: a second run loads each compiled setting instead of
+    compiling it again (the programs are those of the shipped losses, bit for bit:
+    JAX keys an entry by the lowered program, the jaxlib version and the device)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if folder is None or jax.config.jax_compilation_cache_dir:
+        yield
+        return
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {name: getattr(jax.config, name) for name in names}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a cache that cannot be written is skipped
+        yield
+        return
+    _use_compilation_cache(str(folder))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            jax.config.update(name, value)
+        compilation_cache.reset_cache()
+
+
 def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
            orders: Sequence[int] = ORDERS, dtypes: Sequence[str] = DTYPES,
-           workers: int | None = None, cache: str | os.PathLike | None = None
-           ) -> list[Result]:
+           workers: int | None = None, cache: str | os.PathLike | None = None,
+           counts: collections.Counter[str] | None = None) -> list[Result]:
     """Verify every registry loss (or ``losses``) at its defaults and its variants.
 
-    One :class:`Result` per loss setting, order and dtype. The JAX side runs in
-    this process; the mpmath references, the slow part, are spread over
-    ``workers`` processes (default: one per CPU). Losses of one twin form at the
-    same parameters and dtype (a plain form and its chunked and linear forms) share
-    their points and one reference. With ``cache`` (a folder), each reference is
-    kept there under a digest of its points, parameters and the code and versions
-    it was computed with (:func:`reference_cache_key`), and taken from there when
-    the same reference is asked for again; the JAX side always runs.
+    One :class:`Result` per loss setting, order and dtype. The mpmath
+    references are spread over ``workers`` processes (default: one per CPU), and
+    the JAX side (each setting traced, compiled and run) over as many more; with
+    one worker, or for a loss that is not the registry's own (a stand-in made in
+    this process), the JAX side runs in this process.
+    Losses of one twin form at the same parameters and dtype (a plain form and its
+    chunked and linear forms) share their points and one reference. With
+    ``cache`` (a folder), each reference is kept there under a digest of its
+    points, parameters and the code and versions it was computed with
+    (:func:`reference_cache_key`), and taken from there when the same reference is
+    asked for again; the compiled JAX programs are kept in its ``compiled``
+    subfolder (JAX's persistent compilation cache, unless one is configured
+    already), so the JAX side runs without compiling again. ``counts``, if
+    given, counts what was done and what was taken from the cache: the XLA
+    programs ``"compiled"`` and ``"loaded"``, the ``"references computed"`` and
+    the ``"references loaded"``.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -812,9 +935,12 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
     references: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     digests: dict[tuple, str] = {}  # references to keep in the cache once computed
     folder = None if cache is None else Path(cache)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        # the JAX side here while the workers evaluate the references, then each waited for
-        for spec, params, dtype in bar(settings, "verify: JAX", unit="setting"):
+    compiled = None if folder is None else folder / "compiled"
+    # Two pools, so that the JAX side runs beside references still being evaluated.
+    with (ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+          ProcessPoolExecutor(max_workers=workers, mp_context=context) as tracing,
+          _compilation_cache(compiled), _counting_programs()):
+        for spec, params, dtype in settings:
             items = rounded_parameters(spec, params, dtype)
             form = twin(spec.name).form
             key = reference_key(spec, params, dtype)
@@ -831,15 +957,28 @@ def verify(points: int = 1000, seed: int = 0, losses: list[str] | None = None,
                     for i in range(0, points, chunk)
                 ]
                 shared[key] = (x, t, v, futures)
+                if counts is not None:
+                    counts["references computed" if stored is None else "references loaded"] += 1
                 if stored is not None:
                     references[key] = stored
                 elif digest is not None:
                     digests[key] = digest
-            x, t, v, futures = shared[key]
-            computed = _jax_outputs(spec, params, orders, dtype, x, t, v)
+            x, t, v, _ = shared[key]
+            if workers > 1 and _in_the_registry(spec):
+                computed = tracing.submit(_outputs_in_worker, spec.name, params, orders, dtype,
+                                          x, t, v, None if compiled is None else str(compiled))
+            else:
+                computed = _counted_outputs(spec, params, orders, dtype, x, t, v)
             jobs.append((spec, params, dtype, key, computed))
+        outputs = []
+        for *_, computed in bar(jobs, "verify: JAX", unit="setting"):
+            computed, programs = computed if isinstance(computed, tuple) else computed.result()
+            if counts is not None:
+                counts.update(programs)
+            outputs.append(computed)
         results = []
-        for spec, params, dtype, key, computed in bar(jobs, "verify: mpmath", unit="setting"):
+        for (spec, params, dtype, key, _), computed in zip(
+                bar(jobs, "verify: mpmath", unit="setting"), outputs, strict=True):
             x, t, v, futures = shared[key]
             if key not in references:
                 parts = [f.result() for f in futures]
