@@ -1,4 +1,5 @@
-"""Test-wide settings: float64 available, strict dtype promotion, warnings are errors.
+"""Test-wide settings: float64 available, strict dtype promotion, warnings are errors,
+and a cache folder of the run's own (``$XDG_CACHE_HOME``: ``softxent verify``'s cache).
 
 Strict promotion makes any implicit mixing of dtypes inside softxent an error, so
 each cast in the library is deliberate. Warnings become errors via pyproject.toml.
@@ -10,9 +11,22 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
+import os  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_of_this_run(tmp_path_factory):
+    """Commands that keep a cache keep it in the run's temporary folder, not the user's."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(autouse=True)
