@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 HELP = "check values, gradients and Hessians against SymPy in float32 and float64"
@@ -98,18 +97,12 @@ def _environment(load: tuple[float, ...]) -> dict[str, str]:
 
 
 def _write_json(path: str, document: dict) -> None:
-    """Write atomically: a failed run never leaves a half-written file behind."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(document, out, indent=1)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Written whole or not at all: a failed run never leaves a half-written file behind."""
+    from .._files import atomic_file
+
+    with atomic_file(path) as out:
+        json.dump(document, out, indent=1)
+        out.write("\n")
 
 
 def _check_users_losses(specs: list, points: int, seed: int) -> tuple[list, list[str]]:

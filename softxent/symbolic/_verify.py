@@ -85,7 +85,6 @@ import hashlib
 import inspect
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -95,6 +94,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from .._files import atomic_file
 from .._registry import LossSpec, list_losses
 from ._twins import Twin, has_twin, symbols, twin
 
@@ -514,20 +514,13 @@ def _load_reference(cache: Path, key: str) -> tuple[np.ndarray, np.ndarray] | No
 
 
 def _store_reference(cache: Path, key: str, exact: np.ndarray, moved: np.ndarray) -> None:
-    """Written to a temporary file and renamed, so that an interrupted run leaves no
-    partial entry; a cache that cannot be written is skipped."""
+    """Written whole or not at all (an interrupted run leaves no partial entry); a cache
+    that cannot be written is skipped."""
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cache, suffix=".tmp")
+        with atomic_file(cache / f"{key}.npz", "wb") as out:
+            np.savez(out, exact=exact, moved=moved)
     except OSError:
         return
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, exact=exact, moved=moved)
-        os.replace(temporary, cache / f"{key}.npz")
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _to_float(a: Any) -> float:
