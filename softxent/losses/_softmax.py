@@ -354,7 +354,8 @@ def _js_parts(log_p: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Arra
     """
     log_q = safe_log(targets)  # prepare has zeroed the masked targets
     both = jnp.isfinite(log_p) & jnp.isfinite(log_q)
-    one_sided = jnp.where(jnp.isfinite(log_q), jnp.inf, -jnp.inf).astype(log_p.dtype)
+    infinity = jnp.asarray(jnp.inf, log_p.dtype)
+    one_sided = jnp.where(jnp.isfinite(log_q), infinity, -infinity)
     d = jnp.where(both, log_q - jnp.where(both, log_p, 0), one_sided)
     return jnp.exp(log_p), _log_two_over_one_plus_exp(d), _log_two_over_one_plus_exp(-d)
 
