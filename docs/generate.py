@@ -425,7 +425,6 @@ def _setting(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={shown(v)}" for k, v in params.items()) or "defaults"
 
 
-
 def _cache_use(data: dict[str, Any]) -> str:
     """What a verify run took from its cache, which its time depends on."""
     if "programs_compiled" not in data:
@@ -434,6 +433,7 @@ def _cache_use(data: dict[str, Any]) -> str:
             f"{data['references_loaded_from_cache']} from the cache; XLA programs: "
             f"{data['programs_compiled']} compiled, {data['programs_loaded_from_cache']} "
             f"from the cache)")
+
 
 def verify_page(path: Path) -> str:
     """``softxent verify --json``: the worst error per loss setting, order and dtype."""

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", action="append", help="only this loss (repeatable)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes for the mpmath references (default: one per CPU)")
+                        help="processes for the mpmath references, and as many for the "
+                             "JAX side (with 1, it runs in this process; default: one per CPU)")
     parser.add_argument("--no-cache", action="store_true",
                         help="compute every mpmath reference and compile every JAX "
                              "program again, neither reading nor writing the cache "
